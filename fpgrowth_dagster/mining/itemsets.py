@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,11 @@ class FrequentItemsets:
     # Support counts of every frequent itemset (target "all") when the target is closed or
     # maximal: association rules need the supports of antecedents and consequents.
     all_counts: dict[tuple[str, ...], int] | None = field(default=None, repr=False)
+    # The transactions and thresholds the itemsets were mined with (referenced, not copied):
+    # rules over closed or maximal itemsets count their subsets' supports from them when
+    # ``all_counts`` is not given, so mining a maximal target never materialises every itemset.
+    source: Sequence[Any] | None = field(default=None, repr=False, compare=False)
+    mining_options: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.itemsets)
