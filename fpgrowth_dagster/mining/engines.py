@@ -130,13 +130,13 @@ def count_itemsets(plan: _Plan, target: str, max_len: int | None) -> int:
     rest = None if max_len is None else max_len - f
     extras = len(plan.extras)
     if target == "all":
-        spectrum = _fim(plan.reduced, "all", plan.tl, max_len, report="#")
+        spectrum = _fim(plan.reduced, "all", plan.tl, max_len, report="#") or {}  # pyfim returns [] when nothing is frequent
         by_size = Counter({0: 1})
         for (size, _support), number in spectrum.items():
             by_size[size] += int(number)
         full_ways = [sum(comb(f, j) for j in range(max(0, 1 - k), min(f, cap - k) + 1)) for k in range(max(by_size) + 1)]
         return sum(number * full_ways[k] for k, number in by_size.items()) + extras
-    spectrum = _fim(plan.reduced, target, plan.tl, rest, report="#")
+    spectrum = _fim(plan.reduced, target, plan.tl, rest, report="#") or {}
     total = int(sum(spectrum.values())) + extras
     if f and f <= cap:
         if target == "closed" or not _has_frequent_item(plan):
@@ -225,10 +225,15 @@ def _mine_mlxtend(
     frame = one_hot_frame(plan.txs) if frame is None else frame
     if plan.n == 0 or frame.shape[1] == 0:
         return {}, {}
+    if plan.n < plan.ts:
+        return {}, {}
     t1, t2 = mlxtend_thresholds(min_support, plan.n)
     floor_binds = plan.ts > t1 or plan.tl > t2
+    # When min_count binds, let mlxtend mine at that floor (count >= ts) instead of its own, far
+    # lower, count: a small group at count 1-2 explodes. (ts - 0.5) / n keeps float error away.
+    mine_support = max(min_support, (plan.ts - 0.5) / plan.n) if plan.ts > t1 else min_support
     mine_len = None if max_len is None or target == "all" else max_len + 1
-    result = fpgrowth(frame, min_support=min_support, use_colnames=True, max_len=mine_len)
+    result = fpgrowth(frame, min_support=mine_support, use_colnames=True, max_len=mine_len)
     counts = {}
     for itemset, support in zip(result["itemsets"], result["support"]):
         count = int(round(support * plan.n))
@@ -236,7 +241,7 @@ def _mine_mlxtend(
             counts[tuple(sorted(itemset))] = count
     every = derive_target(counts, "all", max_len)
     if target == "maximal" and max_len is None and not floor_binds:
-        result = fpmax(frame, min_support=min_support, use_colnames=True)
+        result = fpmax(frame, min_support=mine_support, use_colnames=True)
         found = {tuple(sorted(s)): int(round(v * plan.n)) for s, v in zip(result["itemsets"], result["support"])}
         return found, every
     return derive_target(counts, target, max_len), every

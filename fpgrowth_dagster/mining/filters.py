@@ -78,7 +78,7 @@ class RowFilter:
         for index, token in enumerate(tokens):
             if token in FILTER_OPS and index > 0:
                 column = " ".join(tokens[:index])
-                rest = text.split(token, 1)[1] if False else _rest_after(text, index)
+                rest = _rest_after(text, index)
                 value: Any = rest if rest else None
                 if token in ORDER_OPS and value is not None:
                     value = _as_number_if_possible(value)
@@ -116,15 +116,14 @@ class RowFilter:
         op = self.op
         if op == "notnull":
             return col.notna().to_numpy()
-        notnull = col.notna().to_numpy()
         if op in PREFIX_OPS:
             starts = col.astype("string").str.startswith(str(self.value)).fillna(False).to_numpy(dtype=bool)
-            return starts if op == "startswith" else (~starts & notnull) | (~notnull)
+            return starts if op == "startswith" else ~starts
         if op in ORDER_OPS:
             left, right = self._ordered_operands(col, source, row_numbers)
             with np.errstate(invalid="ignore"):
                 result = {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[op]
-            return np.asarray(result, dtype=bool) & notnull
+            return np.asarray(result, dtype=bool) & col.notna().to_numpy()
         if op in SET_OPS:
             values = [self._coerce_equal_value(col, v, source) for v in self.value]
             isin = col.isin(values).to_numpy(dtype=bool)
@@ -146,6 +145,8 @@ class RowFilter:
                 right = right.tz_localize(col.dtype.tz)
             return col.to_numpy(), right.to_datetime64() if right.tzinfo is None else right
         right = _as_number_if_possible(self.value)
+        if isinstance(right, (str, pd.Timestamp)) and not pd.api.types.is_numeric_dtype(col.dtype):
+            return self._time_operands(col, source, row_numbers)
         if not isinstance(right, (int, float, np.number)) or isinstance(right, bool):
             raise InputError(f"{source}: filter '{self}' needs a numeric value, got {self.value!r}")
         if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
@@ -160,6 +161,22 @@ class RowFilter:
                 f"value {col.iloc[first]!r} (data row {row}; {int(bad.sum())} such rows)"
             )
         return numbers.to_numpy(dtype="float64", na_value=np.nan), right
+
+    def _time_operands(self, col: pd.Series, source: str, row_numbers: np.ndarray | None) -> tuple[Any, Any]:
+        """A time comparison on a text column (e.g. a CSV time column before it is parsed)."""
+        right = pd.Timestamp(self.value)
+        times = pd.to_datetime(col, errors="coerce", format="mixed")
+        bad = col.notna().to_numpy() & times.isna().to_numpy()
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            row = int(row_numbers[first]) if row_numbers is not None else first + 1
+            raise InputError(
+                f"{source}: filter '{self}' compares times but column {self.column!r} holds the value "
+                f"{col.iloc[first]!r}, which is not a time (data row {row}; {int(bad.sum())} such rows)"
+            )
+        if right.tzinfo is None and getattr(times.dtype, "tz", None) is not None:
+            right = right.tz_localize(times.dtype.tz)
+        return times.to_numpy(), right.to_datetime64() if right.tzinfo is None else right
 
     def _coerce_equal_value(self, col: pd.Series, value: Any, source: str) -> Any:
         """Compare like with like: text values against numeric or datetime columns are converted."""
@@ -219,6 +236,3 @@ def _require_number_or_time(row_filter: RowFilter) -> None:
             pass
     raise InputError(f"filter '{row_filter}' needs a numeric or time value, got {value!r}")
 
-
-def describe_filters(filters: tuple[RowFilter, ...] | list[RowFilter]) -> list[str]:
-    return [str(f) for f in filters]
