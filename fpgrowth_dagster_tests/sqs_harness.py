@@ -226,6 +226,23 @@ class ActiveRunWatcher:
         self._thread.join(timeout=10)
 
 
+def sensor_log(instance: Any) -> list[tuple[str, str]]:
+    """(level, message) of every line the sqs_jobs sensor logged, from the tick logs the instance keeps (the UI's)."""
+    from dagster._core.definitions.instigation_logger import get_instigation_log_records
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    from fpgrowth_dagster.sensors import SENSOR_NAME
+
+    lines = []
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.instigator_name != SENSOR_NAME:
+            continue
+        for tick in reversed(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=10_000)):
+            for record in get_instigation_log_records(instance, tick.log_key) if tick.log_key else []:
+                lines.append((record.get("levelname", ""), str(record.get("msg", ""))))
+    return lines
+
+
 def all_finished(instance: Any, job_ids: Sequence[str]) -> bool:
     by_job = runs_by_job(instance)
     return all(job_id in by_job and all(r.is_finished for r in by_job[job_id]) for job_id in job_ids)

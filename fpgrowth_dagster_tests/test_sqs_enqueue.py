@@ -101,3 +101,8 @@ def test_the_console_script_enqueues(config_path, tmp_path):
     assert f"enqueued g1:{MONTHS[2]}" in result.stdout
     assert queue_depth(boto3.client("sqs"), queue_url("other.fifo"))["visible"] == 1
     assert queue_url("other-dlq.fifo")
+
+
+def test_a_bad_queue_option_names_the_option(config_path, capsys):
+    assert enqueue(config_path, "--partition", MONTHS[0], "--all-groups", "--queue", "jobs") == 2
+    assert "--queue: expected a FIFO queue name" in capsys.readouterr().err

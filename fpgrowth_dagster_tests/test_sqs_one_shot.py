@@ -28,7 +28,7 @@ BROKEN = {"name": "broken", "where": {"Region": "North"}}
 
 def test_one_shot_runs_each_job_once_and_exits_1_when_a_job_fails(aws_env, dagster_home, tmp_path):
     config_path = write_project(tmp_path, boto3.client("s3"), groups=2, sqs=FAST_SQS, extra_groups=[BROKEN])
-    write_instance(dagster_home)
+    write_instance(dagster_home, runs_in_daemon=True)  # what is tested is the command, not the run launcher
     env = daemon_env(config_path, dagster_home)
 
     failing = run_cli("sqs", "run", "--config", str(config_path), "--max-concurrent", "2", "--partition", MONTHS[0],

@@ -11,6 +11,7 @@ Every group and the partition are checked against the project config before anyt
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,9 @@ def plan_jobs(args: argparse.Namespace, **setting_overrides: Any) -> JobPlan:
     overrides = {"queue": args.queue, **setting_overrides}
     try:
         settings = settings.replace(**overrides)
-    except ValueError as exc:
-        raise UsageError(str(exc).replace("<config>: sqs.", "--")) from None
+    except ValueError as exc:  # an override from the command line: name its option
+        raise UsageError(re.sub(r"^<config>: sqs\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"),
+                                str(exc))) from None
     if args.all_groups:
         groups = [g.name for g in config.groups]
     else:

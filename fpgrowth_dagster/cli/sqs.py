@@ -238,9 +238,6 @@ def run_one_shot(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from fpgrowth_dagster.sqs import SQSError
 
     out = out or sys.stdout
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        print("fpgrowth-dagster sqs run: error: --max-concurrent must be at least 1", file=sys.stderr)
-        return 2
     home = os.environ.get("DAGSTER_HOME")
     if not home or not Path(home).is_dir():
         print("fpgrowth-dagster sqs run: error: set DAGSTER_HOME to an existing directory (the Dagster instance "
