@@ -53,8 +53,14 @@ def scenario_sigterm(out: Path, *, second_signal_during_cleanup: bool = False) -
         threading.Thread(target=stop_threads.wait, name=name, daemon=True).start()
     path = out / "diagnostics.jsonl"
     with measure_step("slow_group", "2011-01-01", log=lambda line: None, record_history=False) as step:
-        watch = TerminationWatch(group="slow_group", partition="2011-01-01", run_id="run-1", step_key="fpgrowth__slow",
-                                 measurement=step, path=path)
+        watch = TerminationWatch(
+            group="slow_group",
+            partition="2011-01-01",
+            run_id="run-1",
+            step_key="fpgrowth__slow",
+            measurement=step,
+            path=path,
+        )
         try:
             with watch:
                 _ready(out)
@@ -66,8 +72,13 @@ def scenario_sigterm(out: Path, *, second_signal_during_cleanup: bool = False) -
                         _busy_until(None, 3)  # the parent signals again meanwhile: recorded, not raised
                     raise
         except StepTerminated as exc:
-            _outcome(out, terminated=True, summary=str(exc), records=len(watch.records),
-                     cleanup_finished=second_signal_during_cleanup)
+            _outcome(
+                out,
+                terminated=True,
+                summary=str(exc),
+                records=len(watch.records),
+                cleanup_finished=second_signal_during_cleanup,
+            )
             return 3
     _outcome(out, terminated=False)
     return 0
@@ -112,8 +123,15 @@ def scenario_guard_python(out: Path) -> int:
             interrupt_after = False
         except KeyboardInterrupt:
             interrupt_after = True
-        _outcome(out, error=str(exc), phase=exc.phase, observed=exc.observed_bytes, budget=budget,
-                 handler_is_default=handler_after is signal.default_int_handler, interrupt_after=interrupt_after)
+        _outcome(
+            out,
+            error=str(exc),
+            phase=exc.phase,
+            observed=exc.observed_bytes,
+            budget=budget,
+            handler_is_default=handler_after is signal.default_int_handler,
+            interrupt_after=interrupt_after,
+        )
         return 5
     return 0
 
@@ -140,8 +158,15 @@ def scenario_guard_pyfim(out: Path, mushroom: str) -> int:
             interrupt_after = False
         except KeyboardInterrupt:
             interrupt_after = True
-        _outcome(out, stopped=True, error=str(exc), observed=exc.observed_bytes, budget=budget,
-                 cause=f"{type(cause).__name__}: {cause}" if cause else None, interrupt_after=interrupt_after)
+        _outcome(
+            out,
+            stopped=True,
+            error=str(exc),
+            observed=exc.observed_bytes,
+            budget=budget,
+            cause=f"{type(cause).__name__}: {cause}" if cause else None,
+            interrupt_after=interrupt_after,
+        )
         return 5
 
 

@@ -39,9 +39,18 @@ PARTITION = "2011-01-01"
 # France in January 2011 at absolute support 2: 41,264 itemsets (the estimate lets them through), but
 # every split of every itemset passes min_threshold 0, so the association rules grow by about 100 MB
 # a second until stopped: a group that keeps mining, and whose memory is only seen while it runs.
-GROWING_GROUP = {"where": {"Country": "France"},
-                 "mining": {"min_support": 0.001, "min_count": 2, "min_transactions": 1, "max_itemsets": None,
-                            "max_len": None, "min_threshold": 0.0, "max_rules": None}}
+GROWING_GROUP = {
+    "where": {"Country": "France"},
+    "mining": {
+        "min_support": 0.001,
+        "min_count": 2,
+        "min_transactions": 1,
+        "max_itemsets": None,
+        "max_len": None,
+        "min_threshold": 0.0,
+        "max_rules": None,
+    },
+}
 NORMAL_GROUPS = [
     {"name": "germany", "where": {"Country": "Germany"}},
     {"name": "spain", "where": {"Country": "Spain"}},  # 8 invoices: skipped as too small, a success
@@ -49,8 +58,11 @@ NORMAL_GROUPS = [
 
 
 def growing_group(name: str, max_memory_mb: int) -> dict[str, Any]:
-    return {"name": name, "where": GROWING_GROUP["where"],
-            "mining": {**GROWING_GROUP["mining"], "max_memory_mb": max_memory_mb}}
+    return {
+        "name": name,
+        "where": GROWING_GROUP["where"],
+        "mining": {**GROWING_GROUP["mining"], "max_memory_mb": max_memory_mb},
+    }
 
 
 @pytest.fixture
@@ -96,8 +108,13 @@ def _observations(instance: Any, run_id: str) -> list[dict[str, Any]]:
     out = []
     for record in records:
         observation = record.event_log_entry.dagster_event.event_specific_data.asset_observation
-        out.append({"asset": observation.asset_key.to_user_string(), "partition": observation.partition,
-                    **{k: getattr(v, "value", v) for k, v in observation.metadata.items()}})
+        out.append(
+            {
+                "asset": observation.asset_key.to_user_string(),
+                "partition": observation.partition,
+                **{k: getattr(v, "value", v) for k, v in observation.metadata.items()},
+            }
+        )
     return out
 
 
@@ -123,7 +140,8 @@ class BackgroundRun(threading.Thread):
     def run(self) -> None:
         try:
             self.instance, self.result = run_all_groups_job(
-                self.partition, run_config={"execution": {"config": {"max_concurrent": 2}}})
+                self.partition, run_config={"execution": {"config": {"max_concurrent": 2}}}
+            )
         except BaseException as exc:  # reported by the test
             self.error = exc
 
@@ -205,22 +223,34 @@ def test_sigterm_to_a_group_step_is_recorded_and_fails_only_that_group(project) 
     # Nothing of the terminated group in S3, not even staged; the other groups' results are there.
     assert list_keys(client, BUCKET, layout.group_prefix("france_rules", PARTITION)) == []
     assert list_keys(client, BUCKET, layout.staging_prefix()) == []
-    assert layout.itemsets_key("germany", PARTITION) in list_keys(client, BUCKET, layout.group_prefix("germany", PARTITION))
+    assert layout.itemsets_key("germany", PARTITION) in list_keys(
+        client, BUCKET, layout.group_prefix("germany", PARTITION)
+    )
     assert registered_steps() == {}
 
 
 @pytest.mark.slow
 def test_exploding_groups_stop_with_the_memory_guard_and_others_complete(project) -> None:
     client, use, diagnostics = project
-    config = use([
-        # Absolute support 2 on Spain's 8 invoices: about 2.1e20 itemsets, refused before mining.
-        {"name": "spain_refused", "where": {"Country": "Spain"},
-         "mining": {"min_support": 0.001, "min_count": 2, "min_transactions": 1, "max_itemsets": None,
-                    "max_len": None}},
-        # Passes the estimate, then grows without end while mining: stopped at its budget.
-        growing_group("france_rules", 600),
-        *NORMAL_GROUPS,
-    ])
+    config = use(
+        [
+            # Absolute support 2 on Spain's 8 invoices: about 2.1e20 itemsets, refused before mining.
+            {
+                "name": "spain_refused",
+                "where": {"Country": "Spain"},
+                "mining": {
+                    "min_support": 0.001,
+                    "min_count": 2,
+                    "min_transactions": 1,
+                    "max_itemsets": None,
+                    "max_len": None,
+                },
+            },
+            # Passes the estimate, then grows without end while mining: stopped at its budget.
+            growing_group("france_rules", 600),
+            *NORMAL_GROUPS,
+        ]
+    )
     layout = ResultLayout(config.output)
     instance, result = run_all_groups_job(PARTITION, run_config={"execution": {"config": {"max_concurrent": 2}}})
     assert result.status == DagsterRunStatus.FAILURE

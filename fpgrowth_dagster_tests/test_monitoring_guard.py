@@ -13,6 +13,7 @@ import pytest
 
 from fpgrowth_dagster.mining import MiningSettings, mine_itemsets, read_basket
 from fpgrowth_dagster.monitoring.guard import (
+    BYTES_PER_ITEMSET,
     MemoryBudgetExceeded,
     MemoryGuard,
     check_memory_estimate,
@@ -33,27 +34,49 @@ def exploding_baskets() -> list[list[str]]:
 
 
 def test_exploding_group_is_refused_before_mining_with_what_to_change() -> None:
-    settings = MiningSettings(min_support=0.01, min_count=2, min_transactions=1, max_itemsets=None)
+    settings = MiningSettings(min_support=0.01, min_count=2, min_transactions=1, max_itemsets=None, max_memory_mb=1024)
     with pytest.raises(MemoryBudgetExceeded) as info:
-        check_memory_estimate(exploding_baskets(), settings, 1024 * MIB, group="spain", partition="2011-03-01")
+        check_memory_estimate(
+            exploding_baskets(), settings, memory_budget_bytes(settings), group="spain", partition="2011-03-01"
+        )
     error = info.value
     assert error.phase == "estimate" and error.group == "spain"
     assert error.expected_itemsets == 2**40 - 1
     text = str(error)
     assert "group 'spain' (partition 2011-03-01)" in text
     assert "1,099,511,627,775 frequent itemsets" in text
-    for advice in ("min_support (now 0.01)", "min_count (now 2)", "max_len (now unset", "target 'closed' or 'maximal'",
-                   "max_memory_mb (now 1024)"):
+    for advice in (
+        "min_support (now 0.01)",
+        "min_count (now 2)",
+        "max_len (now unset",
+        "target 'closed' or 'maximal'",
+        "max_memory_mb (now 1024)",
+    ):
         assert advice in text
+
+
+def test_refusal_under_the_default_budget_says_where_the_budget_comes_from() -> None:
+    settings = MiningSettings(min_support=0.01, min_count=2, min_transactions=1, max_itemsets=None)
+    budget = memory_budget_bytes(settings)
+    with pytest.raises(MemoryBudgetExceeded, match="default share of the available memory") as info:
+        check_memory_estimate(exploding_baskets(), settings, budget, group="spain")
+    assert f"{round(budget / MIB):,} MiB; max_memory_mb sets it" in str(info.value)
 
 
 def test_estimate_counts_exactly_the_itemsets_mining_gives(data_dir: Path) -> None:
     baskets = read_basket(data_dir / "groceries" / "groceries.csv")
-    settings = MiningSettings(min_support=0.005, min_count=1, min_transactions=1)
+    settings = MiningSettings(min_support=0.005, min_count=1, min_transactions=1, max_itemsets=None)
     estimate = check_memory_estimate(baskets, settings, 64 * 1024 * MIB, group="groceries")
     assert estimate.expected_itemsets == len(mine_itemsets(baskets, min_support=0.005))
     assert estimate.estimated_peak_bytes > estimate.baseline_rss_bytes
     assert estimate.n_transactions == len(baskets)
+
+
+def test_no_count_when_max_itemsets_keeps_the_worst_case_inside_the_budget() -> None:
+    settings = MiningSettings(min_support=0.01, min_count=2, min_transactions=1, max_itemsets=1000)
+    estimate = check_memory_estimate(exploding_baskets(), settings, current_rss() + 64 * MIB, group="spain")
+    assert estimate.expected_itemsets is None and "bounded by max_itemsets" in estimate.note
+    assert estimate.estimated_peak_bytes == estimate.baseline_rss_bytes + 1000 * BYTES_PER_ITEMSET
 
 
 def test_estimate_leaves_itemset_budget_and_small_groups_to_the_mining_core() -> None:
@@ -77,8 +100,12 @@ def test_budget_from_argument_settings_or_available_memory() -> None:
 
 
 def _run_child(scenario: str, out: Path, *extra: str, **env: str) -> dict:
-    proc = subprocess.Popen([*CHILD, scenario, str(out), *extra], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*CHILD, scenario, str(out), *extra],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for_ready(out, proc)
         output, _ = proc.communicate(timeout=300)

@@ -23,7 +23,7 @@ def test_measure_step_reports_peak_memory_cpu_and_one_json_line(state_dir: Path)
     lines: list[str] = []
     with measure_step("france", "2011-02-01", log=lines.append) as step:
         block = bytearray(300 * MIB)
-        block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page so it is resident
+        block[::4096] = b"x" * len(block[::4096])  # touch every page so it is resident
         total = sum(i * i for i in range(300_000))
         during = step.metadata()
         del block
@@ -43,9 +43,8 @@ def test_measure_step_reports_peak_memory_cpu_and_one_json_line(state_dir: Path)
 
 def test_failed_step_logs_its_figures_but_is_not_history(state_dir: Path) -> None:
     lines: list[str] = []
-    with pytest.raises(ValueError):
-        with measure_step("bad", None, log=lines.append):
-            raise ValueError("bad data")
+    with pytest.raises(ValueError), measure_step("bad", None, log=lines.append):
+        raise ValueError("bad data")
     assert json.loads(lines[0])["status"] == "ValueError"
     assert not (state_dir / "step_resources.jsonl").exists()
 

@@ -21,8 +21,9 @@ CHILD = [sys.executable, "-m", "fpgrowth_dagster_tests.monitoring_support"]
 
 
 def _start(scenario: str, out: Path, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([*CHILD, scenario, str(out)], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [*CHILD, scenario, str(out)], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -69,18 +70,21 @@ def test_sigterm_record_names_the_sender_and_the_step(tmp_path: Path) -> None:
 
 
 def test_a_short_lived_kill_command_is_still_named(tmp_path: Path) -> None:
+    """``kill`` exits at once; until its parent reaps it, the handler still reads its name and parent."""
     proc = _start("sigterm", tmp_path)
     pid = wait_for_ready(tmp_path, proc)
-    killer = subprocess.run(["/bin/kill", "-TERM", str(pid)], check=True)
-    assert killer.returncode == 0
-    code, output = _finish(proc)
+    killer = subprocess.Popen(["/bin/kill", "-TERM", str(pid)])
+    try:
+        code, output = _finish(proc)
+    finally:
+        assert killer.wait(timeout=30) == 0
     assert code == 3, output
     (record,) = _records(tmp_path)
     sender = record["sender"]
-    # The kill process is gone (or a zombie) when the handler runs: its name and parent are read in the handler.
-    assert sender["pid"] != os.getpid()
-    assert sender["name"] == "kill" or sender["cmdline"][:1] == ["/bin/kill"]
-    assert sender["ppid"] == os.getpid()
+    assert sender["pid"] == killer.pid and sender["name"] == "kill" and sender["ppid"] == os.getpid()
+    # Alive, the whole command line is read; already exited (a zombie), the kernel has dropped it.
+    assert sender["cmdline"] in (["/bin/kill", "-TERM", str(pid)], [])
+    assert sender["parent_cmdline"] == psutil.Process().cmdline()
 
 
 def test_a_second_sigterm_during_cleanup_is_recorded_not_raised(tmp_path: Path) -> None:

@@ -36,22 +36,26 @@ def test_status_reports_usable_cpus_memory_disk_and_recommendation(tmp_path: Pat
 
 
 def test_recommendation_is_bounded_by_cpus_then_memory() -> None:
-    by_cpu = recommend_max_concurrent(cpus=4, available_memory_bytes=64 * GIB, per_step_memory_bytes=GIB,
-                                      total_memory_bytes=64 * GIB)
+    by_cpu = recommend_max_concurrent(
+        cpus=4, available_memory_bytes=64 * GIB, per_step_memory_bytes=GIB, total_memory_bytes=64 * GIB
+    )
     assert by_cpu["max_concurrent"] == 4 and by_cpu["limited_by"] == "cpus"
     # 8 GiB total keeps 0.8 GiB in reserve: (3 GiB - 0.8 GiB) / 1 GiB -> 2 steps fit.
-    by_memory = recommend_max_concurrent(cpus=8, available_memory_bytes=3 * GIB, per_step_memory_bytes=GIB,
-                                         total_memory_bytes=8 * GIB)
+    by_memory = recommend_max_concurrent(
+        cpus=8, available_memory_bytes=3 * GIB, per_step_memory_bytes=GIB, total_memory_bytes=8 * GIB
+    )
     assert by_memory["max_concurrent"] == 2 and by_memory["limited_by"] == "memory"
-    starved = recommend_max_concurrent(cpus=8, available_memory_bytes=GIB // 2, per_step_memory_bytes=GIB,
-                                       total_memory_bytes=8 * GIB)
+    starved = recommend_max_concurrent(
+        cpus=8, available_memory_bytes=GIB // 2, per_step_memory_bytes=GIB, total_memory_bytes=8 * GIB
+    )
     assert starved["max_concurrent"] == 1
 
 
 def test_recommendation_uses_observed_step_peaks() -> None:
     peaks = [200 * 2**20] * 19 + [3 * GIB]  # the 95th percentile is the big one
-    rec = recommend_max_concurrent(cpus=16, available_memory_bytes=12 * GIB, total_memory_bytes=16 * GIB,
-                                   step_peaks=peaks)
+    rec = recommend_max_concurrent(
+        cpus=16, available_memory_bytes=12 * GIB, total_memory_bytes=16 * GIB, step_peaks=peaks
+    )
     assert rec["per_step_memory_bytes"] == 3 * GIB
     assert "95th percentile" in rec["per_step_memory_basis"]
     assert rec["max_concurrent"] == (12 * GIB - int(1.6 * GIB)) // (3 * GIB)
@@ -107,14 +111,21 @@ def test_dagster_roles_from_command_lines(cmdline: list[str], role: str | None) 
 
 def test_status_command_prints_json_and_text(tmp_path: Path) -> None:
     env = {**os.environ, "FPGROWTH_STATE_DIR": str(tmp_path)}
-    out = subprocess.run([*CLI, "status", "--json", "--sample-seconds", "0.1"], capture_output=True, text=True,
-                         env=env, check=True, timeout=120).stdout
+    out = subprocess.run(
+        [*CLI, "status", "--json", "--sample-seconds", "0.1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    ).stdout
     status = json.loads(out)
     assert status["cpus"]["available"] >= 1
     assert status["diagnostics_path"] == str(tmp_path / "diagnostics.jsonl")
     assert status["recent_terminations"] == []
-    text = subprocess.run([*CLI, "status", "--sample-seconds", "0.1"], capture_output=True, text=True, env=env,
-                          check=True, timeout=120).stdout
+    text = subprocess.run(
+        [*CLI, "status", "--sample-seconds", "0.1"], capture_output=True, text=True, env=env, check=True, timeout=120
+    ).stdout
     assert "usable" in text and "Recommended max_concurrent" in text
 
 
@@ -122,8 +133,14 @@ def test_status_cpu_count_respects_taskset_affinity(tmp_path: Path) -> None:
     env = {**os.environ, "FPGROWTH_STATE_DIR": str(tmp_path)}
     first_cpu = str(min(os.sched_getaffinity(0)))
     assert shutil_which("taskset"), "taskset (util-linux) is needed to restrict the affinity"
-    out = subprocess.run(["taskset", "-c", first_cpu, *CLI, "status", "--json", "--sample-seconds", "0.1"],
-                         capture_output=True, text=True, env=env, check=True, timeout=120).stdout
+    out = subprocess.run(
+        ["taskset", "-c", first_cpu, *CLI, "status", "--json", "--sample-seconds", "0.1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    ).stdout
     status = json.loads(out)
     assert status["cpus"]["affinity"] == 1
     assert status["cpus"]["available"] == 1

@@ -20,7 +20,15 @@ import pytest
 from fpgrowth_dagster.config import load_project_config
 from fpgrowth_dagster.monitoring.processes import registered_steps
 from fpgrowth_dagster.s3io import ResultLayout, list_keys
-from fpgrowth_dagster.stack import REPO_ROOT, child_env, graphql, log_tail, prepare_dagster_home, start_dagster_dev, stop_process
+from fpgrowth_dagster.stack import (
+    REPO_ROOT,
+    child_env,
+    graphql,
+    log_tail,
+    prepare_dagster_home,
+    start_dagster_dev,
+    stop_process,
+)
 from fpgrowth_dagster_tests.dagster_helpers import BUCKET, make_config_data, upload_online_retail, write_config
 from fpgrowth_dagster_tests.test_monitoring_dagster import PARTITION, growing_group, wait_until_mining
 
@@ -48,24 +56,52 @@ def test_terminate_run_through_graphql_is_recorded_as_user_termination(
 
     client = boto3.client("s3")
     upload_online_retail(client)
-    config_path = write_config(tmp_path / "fpgrowth.yaml", make_config_data(groups=[
-        growing_group("france_rules", 16000),
-        {"name": "germany", "where": {"Country": "Germany"}},
-    ]))
+    config_path = write_config(
+        tmp_path / "fpgrowth.yaml",
+        make_config_data(
+            groups=[
+                growing_group("france_rules", 16000),
+                {"name": "germany", "where": {"Country": "Germany"}},
+            ]
+        ),
+    )
     diagnostics = tmp_path / "diagnostics.jsonl"
     state = tmp_path / "state"
     monkeypatch.setenv("FPGROWTH_STATE_DIR", str(state))  # where this test reads the step registrations
-    env = child_env({"DAGSTER_HOME": str(dagster_home), "FPGROWTH_CONFIG": str(config_path),
-                     "FPGROWTH_DIAGNOSTICS_PATH": str(diagnostics), "FPGROWTH_STATE_DIR": str(state)})
+    env = child_env(
+        {
+            "DAGSTER_HOME": str(dagster_home),
+            "FPGROWTH_CONFIG": str(config_path),
+            "FPGROWTH_DIAGNOSTICS_PATH": str(diagnostics),
+            "FPGROWTH_STATE_DIR": str(state),
+        }
+    )
     prepare_dagster_home(dagster_home, coordinator="queued")
     proc, url = start_dagster_dev(env=env, log_path=tmp_path / "dagster-dev.log", cwd=REPO_ROOT)
     run_id = str(uuid.uuid4())
     try:
         dagster = Path(sys.executable).with_name("dagster")
         launched = subprocess.run(
-            [str(dagster), "job", "launch", "-m", "fpgrowth_dagster.definitions", "-j", "all_groups_job",
-             "--tags", json.dumps({"dagster/partition": PARTITION}), "--run-id", run_id],
-            env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, start_new_session=True)
+            [
+                str(dagster),
+                "job",
+                "launch",
+                "-m",
+                "fpgrowth_dagster.definitions",
+                "-j",
+                "all_groups_job",
+                "--tags",
+                json.dumps({"dagster/partition": PARTITION}),
+                "--run-id",
+                run_id,
+            ],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            start_new_session=True,
+        )
         assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
 
         deadline = time.monotonic() + 400
@@ -76,9 +112,16 @@ def test_terminate_run_through_graphql_is_recorded_as_user_termination(
             time.sleep(0.2)
         wait_until_mining(int(step["pid"]))
 
-        status = json.loads(subprocess.run(
-            [sys.executable, "-m", "fpgrowth_dagster", "status", "--json", "--sample-seconds", "0.2"],
-            env=env, capture_output=True, text=True, check=True, timeout=120).stdout)
+        status = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "fpgrowth_dagster", "status", "--json", "--sample-seconds", "0.2"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=120,
+            ).stdout
+        )
         roles = {p["role"] for p in status["dagster_processes"] if "role" in p}
         assert {"dagster dev", "daemon", "webserver", "code server", "run worker", "step process"} <= roles, roles
         (listed,) = [p for p in status["dagster_processes"] if p.get("pid") == int(step["pid"])]
@@ -111,4 +154,3 @@ def test_terminate_run_through_graphql_is_recorded_as_user_termination(
     layout = ResultLayout(load_project_config(config_path).output)
     assert list_keys(client, BUCKET, layout.group_prefix("france_rules", PARTITION)) == []
     assert list_keys(client, BUCKET, layout.staging_prefix()) == []
-

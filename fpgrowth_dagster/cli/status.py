@@ -22,10 +22,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    parser.add_argument("--terminations", type=int, default=3, metavar="N",
-                        help="show the last N termination records (default 3; 0 for none)")
-    parser.add_argument("--sample-seconds", type=float, default=0.5, metavar="S",
-                        help="interval over which CPU %% is measured (default 0.5)")
+    parser.add_argument(
+        "--terminations",
+        type=int,
+        default=3,
+        metavar="N",
+        help="show the last N termination records (default 3; 0 for none)",
+    )
+    parser.add_argument(
+        "--sample-seconds",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="interval over which CPU %% is measured (default 0.5)",
+    )
     parser.add_argument("--staging-dir", default=None, help="directory whose free space to report (default: temp dir)")
     parser.set_defaults(func=run)
 
@@ -70,13 +80,17 @@ def _text(status: dict[str, Any], terminations: list[dict[str, Any]]) -> str:
     if processes:
         lines.append(f"  {'PID':>7}  {'ROLE':<13} {'RSS':>10} {'CPU%':>6}  DETAIL")
         for proc in processes:
-            detail = " ".join(str(proc[k]) for k in ("group", "partition", "step_key") if proc.get(k)) or proc["cmdline"][:70]
+            detail = (
+                " ".join(str(proc[k]) for k in ("group", "partition", "step_key") if proc.get(k))
+                or proc["cmdline"][:70]
+            )
             cpu = "" if proc["cpu_percent"] is None else f"{proc['cpu_percent']:.0f}"
             lines.append(f"  {proc['pid']:>7}  {proc['role']:<13} {_size(proc['rss_bytes']):>10} {cpu:>6}  {detail}")
     rec = status["recommendation"]
     lines.append(
-        f"Recommended max_concurrent: {rec['max_concurrent']} (limited by {rec['limited_by']}: {rec['cpu_bound']} usable "
-        f"CPUs; memory allows {rec['memory_bound']} steps at {_size(rec['per_step_memory_bytes'])} each, "
+        f"Recommended max_concurrent: {rec['max_concurrent']} (limited by {rec['limited_by']}: "
+        f"{rec['cpu_bound']} usable CPUs; memory allows {rec['memory_bound']} steps at "
+        f"{_size(rec['per_step_memory_bytes'])} each, "
         f"{rec['per_step_memory_basis']})"
     )
     if status["load_per_available_cpu"] > 1.5:

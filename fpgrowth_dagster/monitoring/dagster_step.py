@@ -85,23 +85,26 @@ class GroupStepMonitor:
         return {f"{METADATA_PREFIX}{key}": value for key, value in self.measurement.metadata().items()}
 
     @contextmanager
-    def memory_guard(self, settings: Any, baskets: Sequence[Sequence[str]] | None = None,
-                     max_memory_mb: int | None = None) -> Iterator[MemoryGuard]:
+    def memory_guard(
+        self, settings: Any, baskets: Sequence[Sequence[str]] | None = None, max_memory_mb: int | None = None
+    ) -> Iterator[MemoryGuard]:
         """Refuse the group if its estimate is over budget, then stop it if its RSS goes over."""
         identity = self.watch.identity
         budget = memory_budget_bytes(settings, max_memory_mb)
         try:
             if baskets is not None:
                 try:
-                    estimate = check_memory_estimate(baskets, settings, budget, group=identity["group"],
-                                                     partition=identity["partition"])
+                    estimate = check_memory_estimate(
+                        baskets, settings, budget, group=identity["group"], partition=identity["partition"]
+                    )
                     self.context.log.debug(f"memory estimate for group {identity['group']!r}: {estimate.to_dict()}")
                 except MemoryBudgetExceeded:
                     raise
                 except Exception as exc:  # noqa: BLE001 - bad settings or data: the mining core reports them
                     self.context.log.debug(f"no memory estimate for group {identity['group']!r}: {exc}")
-            with MemoryGuard(budget, group=identity["group"], partition=identity["partition"],
-                             settings=settings) as guard:
+            with MemoryGuard(
+                budget, group=identity["group"], partition=identity["partition"], settings=settings
+            ) as guard:
                 yield guard
         except MemoryBudgetExceeded as exc:
             # Raised as a Failure here, so generic error handling around the block keeps its metadata.
@@ -118,8 +121,9 @@ def _describe_run(context: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def monitored_group_step(context: Any, *, group: str, partition_key: str | None = None,
-                         asset_key: dg.AssetKey | None = None) -> Iterator[GroupStepMonitor]:
+def monitored_group_step(
+    context: Any, *, group: str, partition_key: str | None = None, asset_key: dg.AssetKey | None = None
+) -> Iterator[GroupStepMonitor]:
     """Measure, watch and guard one group materialisation (see the module docstring)."""
     op_context = _op_context(context)
     if asset_key is None:
@@ -151,8 +155,14 @@ def monitored_group_step(context: Any, *, group: str, partition_key: str | None 
             try:
                 with watch:
                     # Registered once the watch is on: `fpgrowth-dagster status` names the group of this pid.
-                    registration = register_step({"run_id": op_context.run_id, "step_key": watch.identity["step_key"],
-                                                  "group": group, "partition": partition_key})
+                    registration = register_step(
+                        {
+                            "run_id": op_context.run_id,
+                            "step_key": watch.identity["step_key"],
+                            "group": group,
+                            "partition": partition_key,
+                        }
+                    )
                     yield GroupStepMonitor(context, measurement, watch)
             except StepTerminated as exc:
                 raise dg.Failure(

@@ -38,8 +38,12 @@ from fpgrowth_dagster.monitoring.signals import (
 DIAGNOSTICS_ENV = "FPGROWTH_DIAGNOSTICS_PATH"
 RECORD_KIND = "fpgrowth.termination"
 CAUSES = {
-    "external_signal": "a signal sent to the step process from outside Dagster (an operator, a container runtime, an OOM helper)",
-    "user_termination": "the run was terminated from the Dagster UI or API (terminateRun); Dagster interrupted the step with SIGINT",
+    "external_signal": (
+        "a signal sent to the step process from outside Dagster (an operator, a container runtime, an OOM helper)"
+    ),
+    "user_termination": (
+        "the run was terminated from the Dagster UI or API (terminateRun); Dagster interrupted the step with SIGINT"
+    ),
     "interrupt": "SIGINT that did not come from a run termination (for example Ctrl-C in a terminal)",
     "memory_guard": "the memory guard stopped the group before the kernel's OOM killer would",
 }
@@ -101,7 +105,8 @@ class StepTerminated(BaseException):
 def is_dagster_interrupt(exc: BaseException | None) -> bool:
     """KeyboardInterrupt or Dagster's DagsterExecutionInterruptedError (matched by name: no Dagster import)."""
     return exc is not None and (
-        isinstance(exc, KeyboardInterrupt) or any(cls.__name__ == "DagsterExecutionInterruptedError" for cls in type(exc).__mro__)
+        isinstance(exc, KeyboardInterrupt)
+        or any(cls.__name__ == "DagsterExecutionInterruptedError" for cls in type(exc).__mro__)
     )
 
 
@@ -145,9 +150,16 @@ class TerminationWatch:
         self.active = False
 
     # -- records -----------------------------------------------------------------------------
-    def build_record(self, cause: str, *, sender: SignalSender | None = None, signum: int | None = None,
-                     error: BaseException | None = None, extra: dict[str, Any] | None = None,
-                     context: dict[str, Any] | None = None) -> dict[str, Any]:
+    def build_record(
+        self,
+        cause: str,
+        *,
+        sender: SignalSender | None = None,
+        signum: int | None = None,
+        error: BaseException | None = None,
+        extra: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """A complete record: identity, cause, signal and sender, the step's and the machine's figures."""
         if context is None and self.describe_context is not None:
             try:
@@ -161,7 +173,9 @@ class TerminationWatch:
                 step = self.measurement.snapshot()
             except Exception as exc:  # noqa: BLE001
                 step = {"error": str(exc)}
-        where = f"group {self.identity['group']!r}" + (f" partition {self.identity['partition']}" if self.identity["partition"] else "")
+        where = f"group {self.identity['group']!r}" + (
+            f" partition {self.identity['partition']}" if self.identity["partition"] else ""
+        )
         if sender is not None:
             summary = f"{sender.describe()} stopped {where}"
         elif error is not None:

@@ -37,9 +37,17 @@ MIB = 2**20
 class MemoryBudgetExceeded(BudgetExceeded):
     """A group's estimated or observed memory exceeded its budget; the message says what to change."""
 
-    def __init__(self, message: str, *, group: str | None, phase: str, budget_bytes: int,
-                 observed_bytes: int | None = None, estimated_bytes: int | None = None,
-                 expected_itemsets: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        group: str | None,
+        phase: str,
+        budget_bytes: int,
+        observed_bytes: int | None = None,
+        estimated_bytes: int | None = None,
+        expected_itemsets: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.group = group
         self.phase = phase  # "estimate" (before mining) or "mining" (observed)
@@ -50,9 +58,13 @@ class MemoryBudgetExceeded(BudgetExceeded):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "group": self.group, "phase": self.phase, "budget_bytes": self.budget_bytes,
-            "observed_bytes": self.observed_bytes, "estimated_bytes": self.estimated_bytes,
-            "expected_itemsets": self.expected_itemsets, "message": str(self),
+            "group": self.group,
+            "phase": self.phase,
+            "budget_bytes": self.budget_bytes,
+            "observed_bytes": self.observed_bytes,
+            "estimated_bytes": self.estimated_bytes,
+            "expected_itemsets": self.expected_itemsets,
+            "message": str(self),
         }
 
 
@@ -62,14 +74,22 @@ def _mib(value: int | float) -> str:
 
 def advice(settings: Any | None, budget_bytes: int) -> str:
     """What to change, with the current values, in the order that usually helps most."""
+    budget_mib = round(budget_bytes / MIB)
+    if settings is not None and getattr(settings, "max_memory_mb", None) is None:
+        memory = (
+            f"or run the group where more memory is free (its budget is the default share of the available "
+            f"memory, {budget_mib:,} MiB; max_memory_mb sets it)"
+        )
+    else:
+        memory = f"or raise max_memory_mb (now {budget_mib})"
     if settings is None:
-        return f"raise min_support or min_count, set max_len, use target 'closed' or 'maximal', or raise max_memory_mb (now {round(budget_bytes / MIB)})"
+        return f"raise min_support or min_count, set max_len, use target 'closed' or 'maximal', {memory}"
     max_len = getattr(settings, "max_len", None)
     return (
-        f"raise min_support (now {getattr(settings, 'min_support', '?')}) or min_count (now {getattr(settings, 'min_count', '?')}), "
+        f"raise min_support (now {getattr(settings, 'min_support', '?')}) "
+        f"or min_count (now {getattr(settings, 'min_count', '?')}), "
         f"set a small max_len (now {'unset' if max_len is None else max_len}, e.g. 3), "
-        f"use target 'closed' or 'maximal' (now {getattr(settings, 'target', '?')!r}), "
-        f"or raise max_memory_mb (now {round(budget_bytes / MIB)})"
+        f"use target 'closed' or 'maximal' (now {getattr(settings, 'target', '?')!r}), {memory}"
     )
 
 
@@ -140,20 +160,53 @@ def estimate_mining_memory(baskets: Sequence[Sequence[str]], settings: Any) -> M
     n_items = len({item for basket in baskets for item in basket})
     baseline = current_rss()
     if len(baskets) < int(getattr(settings, "min_transactions", 0) or 0):
-        return MemoryEstimate(len(baskets), n_items, 0, BYTES_PER_ITEMSET, baseline, baseline, "below min_transactions: skipped")
+        return MemoryEstimate(
+            len(baskets), n_items, 0, BYTES_PER_ITEMSET, baseline, baseline, "below min_transactions: skipped"
+        )
     expected = expected_itemset_count(baskets, settings)
     max_itemsets = getattr(settings, "max_itemsets", None)
     if max_itemsets is not None and expected > int(max_itemsets):
         # The engine refuses before materialising anything, with its own budget error.
-        return MemoryEstimate(len(baskets), n_items, expected, BYTES_PER_ITEMSET, baseline, baseline,
-                              "over max_itemsets: the engine refuses before mining")
-    return MemoryEstimate(len(baskets), n_items, expected, BYTES_PER_ITEMSET, baseline,
-                          baseline + expected * BYTES_PER_ITEMSET)
+        return MemoryEstimate(
+            len(baskets),
+            n_items,
+            expected,
+            BYTES_PER_ITEMSET,
+            baseline,
+            baseline,
+            "over max_itemsets: the engine refuses before mining",
+        )
+    return MemoryEstimate(
+        len(baskets), n_items, expected, BYTES_PER_ITEMSET, baseline, baseline + expected * BYTES_PER_ITEMSET
+    )
 
 
-def check_memory_estimate(baskets: Sequence[Sequence[str]], settings: Any, budget_bytes: int, *,
-                          group: str | None = None, partition: str | None = None) -> MemoryEstimate:
-    """Refuse a group whose estimated peak exceeds the budget (raises :class:`MemoryBudgetExceeded`)."""
+def check_memory_estimate(
+    baskets: Sequence[Sequence[str]],
+    settings: Any,
+    budget_bytes: int,
+    *,
+    group: str | None = None,
+    partition: str | None = None,
+) -> MemoryEstimate:
+    """Refuse a group whose estimated peak exceeds the budget (raises :class:`MemoryBudgetExceeded`).
+
+    When the settings' ``max_itemsets`` already keeps the worst case inside the budget, nothing is
+    counted here (the engine counts, and refuses, before it materialises anything).
+    """
+    max_itemsets = getattr(settings, "max_itemsets", None)
+    baseline = current_rss()
+    if max_itemsets is not None and baseline + int(max_itemsets) * BYTES_PER_ITEMSET <= budget_bytes:
+        n_items = len({item for basket in baskets for item in basket})
+        return MemoryEstimate(
+            len(baskets),
+            n_items,
+            None,
+            BYTES_PER_ITEMSET,
+            baseline,
+            baseline + int(max_itemsets) * BYTES_PER_ITEMSET,
+            "bounded by max_itemsets: not counted",
+        )
     estimate = estimate_mining_memory(baskets, settings)
     if estimate.estimated_peak_bytes > budget_bytes:
         raise MemoryBudgetExceeded(
@@ -161,8 +214,11 @@ def check_memory_estimate(baskets: Sequence[Sequence[str]], settings: Any, budge
             f"memory budget of {_mib(budget_bytes)}: {estimate.n_transactions:,} transactions and "
             f"{estimate.n_items:,} items give {estimate.expected_itemsets:,} frequent itemsets. "
             f"Not mined. To fix: {advice(settings, budget_bytes)}.",
-            group=group, phase="estimate", budget_bytes=budget_bytes,
-            estimated_bytes=estimate.estimated_peak_bytes, expected_itemsets=estimate.expected_itemsets,
+            group=group,
+            phase="estimate",
+            budget_bytes=budget_bytes,
+            estimated_bytes=estimate.estimated_peak_bytes,
+            expected_itemsets=estimate.expected_itemsets,
         )
     return estimate
 
@@ -220,8 +276,15 @@ class MemoryGuard:
     Nested guards are not supported.
     """
 
-    def __init__(self, budget_bytes: int, *, group: str | None = None, partition: str | None = None,
-                 settings: Any | None = None, interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        budget_bytes: int,
+        *,
+        group: str | None = None,
+        partition: str | None = None,
+        settings: Any | None = None,
+        interval: float = 0.05,
+    ) -> None:
         self.budget_bytes = int(budget_bytes)
         self.group, self.partition, self.settings = group, partition, settings
         self.interval = interval
@@ -271,7 +334,10 @@ class MemoryGuard:
             f"{_where(self.group, self.partition)}: stopped by the memory guard{cause_text}: the step process reached "
             f"{_mib(observed)} of resident memory, over its budget of {_mib(self.budget_bytes)}. "
             f"To fix: {advice(self.settings, self.budget_bytes)}.",
-            group=self.group, phase="mining", budget_bytes=self.budget_bytes, observed_bytes=observed,
+            group=self.group,
+            phase="mining",
+            budget_bytes=self.budget_bytes,
+            observed_bytes=observed,
         )
 
     def _on_sigint(self, signum: int, frame: Any) -> None:

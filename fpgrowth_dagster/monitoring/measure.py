@@ -132,7 +132,9 @@ class StepMeasurement:
     def metadata(self) -> dict[str, Any]:
         """Flat figures for Dagster metadata (numbers stay numbers; sizes also in MiB for reading)."""
         figures = self.snapshot()
-        out = {key: value for key, value in figures.items() if key not in ("group", "partition", "started_at", "status")}
+        out = {
+            key: value for key, value in figures.items() if key not in ("group", "partition", "started_at", "status")
+        }
         out["peak_rss_mib"] = round(figures["peak_rss_bytes"] / 2**20, 1)
         out["available_memory_start_mib"] = round(figures["available_memory_start_bytes"] / 2**20, 1)
         out["available_memory_end_mib"] = round(figures["available_memory_end_bytes"] / 2**20, 1)

@@ -30,7 +30,7 @@ DAGSTER_ROLES = (
 
 
 def state_dir() -> Path:
-    """Where the monitoring keeps its files: ``$FPGROWTH_STATE_DIR``, else ``$DAGSTER_HOME/fpgrowth``, else ~/.local/state."""
+    """Where monitoring keeps its files: ``$FPGROWTH_STATE_DIR``, ``$DAGSTER_HOME/fpgrowth`` or ~/.local/state."""
     explicit = os.environ.get("FPGROWTH_STATE_DIR")
     if explicit:
         return Path(explicit)

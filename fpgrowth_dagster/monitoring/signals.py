@@ -102,7 +102,9 @@ class SignalSender:
         if self.parent_cmdline:
             command += f"; parent {self.ppid}: {' '.join(self.parent_cmdline)[:100]}"
         who = f" [{self.role}]" if self.role else ""
-        return f"{self.signal} from pid {self.pid}{who} ({command[:200]}), user {self.user or self.uid}, {self.relation}"
+        return (
+            f"{self.signal} from pid {self.pid}{who} ({command[:200]}), user {self.user or self.uid}, {self.relation}"
+        )
 
 
 def _decode_cmdline(raw: bytes) -> list[str]:

@@ -79,7 +79,10 @@ def cgroup_memory(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF
         if version == "v2":
             limit, usage = _read_int(directory / "memory.max"), _read_int(directory / "memory.current")
         else:
-            limit, usage = _read_int(directory / "memory.limit_in_bytes"), _read_int(directory / "memory.usage_in_bytes")
+            limit, usage = (
+                _read_int(directory / "memory.limit_in_bytes"),
+                _read_int(directory / "memory.usage_in_bytes"),
+            )
         if limit is not None and (best_limit is None or limit < best_limit):
             best_limit, usage_at_limit = limit, usage
     return {"limit_bytes": best_limit, "usage_bytes": usage_at_limit}
@@ -117,7 +120,13 @@ def _disk(path: str, role: str) -> dict[str, Any]:
         usage = psutil.disk_usage(path)
     except OSError as exc:
         return {"path": path, "role": role, "error": str(exc)}
-    return {"path": path, "role": role, "total_bytes": usage.total, "free_bytes": usage.free, "percent_used": usage.percent}
+    return {
+        "path": path,
+        "role": role,
+        "total_bytes": usage.total,
+        "free_bytes": usage.free,
+        "percent_used": usage.percent,
+    }
 
 
 def step_history_path() -> Path:
