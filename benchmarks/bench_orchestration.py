@@ -24,6 +24,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -167,6 +168,8 @@ def main() -> int:
     parser.add_argument("--methods", default="spawn,forkserver")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     parser.add_argument("--results", type=Path, help="update this benchmark's section of this RESULTS.md")
+    parser.add_argument("--no-compute-logs", action="store_true",
+                        help="instance without step stdout/stderr capture (NoOpComputeLogManager), to measure its cost")
     parser.add_argument("--from-json", type=Path, help="only report the measurements of an earlier --json file")
     args = parser.parse_args()
     if args.from_json:
@@ -187,8 +190,12 @@ def main() -> int:
     config_path = Path(os.environ.get("FPGROWTH_CONFIG") or DEMO_CONFIG_PATH)
     moto, endpoint = start_moto(workdir / "moto.log")
     try:
-        os.environ.update({**aws_env(endpoint), "FPGROWTH_CONFIG": str(config_path),
-                           "DAGSTER_HOME": str(prepare_dagster_home(workdir / "home"))})
+        home = prepare_dagster_home(workdir / "home")
+        if args.no_compute_logs:
+            with open(home / "dagster.yaml", "a") as f:
+                f.write("\ncompute_logs:\n  module: dagster.core.storage.noop_compute_log_manager\n"
+                        "  class: NoOpComputeLogManager\n")
+        os.environ.update({**aws_env(endpoint), "FPGROWTH_CONFIG": str(config_path), "DAGSTER_HOME": str(home)})
         upload_demo_data(endpoint, config_path)
         config = load_project_config(config_path)
         groups = [g.name for g in config.groups]
@@ -208,7 +215,8 @@ def main() -> int:
                     dag = run_dagster(instance, keys, args.partition, method, args.workers, preload)
                     row = {"rep": rep, "method": method, "groups": len(groups), "pool_wall": pool["wall"],
                            "dagster_wall": dag["wall"], "overhead_per_group": (dag["wall"] - pool["wall"]) / len(groups),
-                           "pool_mining_s": pool["mining_seconds"], **{f"dagster_{k}": v for k, v in dag.items()}}
+                           "pool_mining_s": pool["mining_seconds"], "load1": os.getloadavg()[0],
+                           **{f"dagster_{k}": v for k, v in dag.items()}}
                     rows.append(row)
                     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
                           file=sys.stderr, flush=True)
@@ -219,6 +227,7 @@ def main() -> int:
             write_results(args.results, section)
     finally:
         stop_process(moto)
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
@@ -245,11 +254,13 @@ def median_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, n_groups: int) -> str:
     """The Markdown section for RESULTS.md (also printed)."""
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    loads = [r["load1"] for r in rows if "load1" in r]
+    load = (f"1-minute load average {min(loads):.1f} to {max(loads):.1f} during the measurements"
+            if loads else "load average not recorded")
     text = "\n".join([
         f"Partition {args.partition} of the demo config: {n_groups} groups (Online Retail countries), "
-        f"max_concurrent = pool workers = {args.workers}, {args.repeat} repetition(s), medians. "
-        f"Load average at the end: {load} on {os.cpu_count()} CPUs.",
+        f"max_concurrent = pool workers = {args.workers}, {args.repeat} repetition(s), medians; "
+        f"{load}, on {os.cpu_count()} CPUs.",
         "",
         *median_table(rows),
         "",

@@ -39,7 +39,9 @@ from fpgrowth_dagster.stack import (
 JOB_NAME = "all_groups_job"
 DEMO_DATA_DIR = REPO_ROOT / "data" / "online_retail"
 DEV_DAGSTER_HOME = REPO_ROOT / ".dagster_home"
-DEFAULT_PARTITIONS = ("2011-04-01", "2011-05-01")
+# The latest window of the demo data; `--partitions` runs others (2010-12-01 .. 2011-05-01).
+DEFAULT_PARTITIONS = ("2011-05-01",)
+BACKFILL_EXAMPLE = ("2011-01-01", "2011-05-01")
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -161,7 +163,7 @@ def run_demo(args: argparse.Namespace) -> int:
             for partition in args.partitions:
                 run_id = str(uuid.uuid4())
                 argv = launch_command(partition, run_id)
-                print(f"\n$ {' '.join(_shell_quote(a) for a in argv)}")
+                print(f"\n$ {' '.join(_shell_quote(a) for a in ['dagster', *argv[1:]])}")
                 started = time.monotonic()
                 launcher = stack.track(_start_launch(argv, env, workdir / f"launch-{partition}.log"))
                 if launcher.wait(timeout=args.timeout) != 0:
@@ -225,13 +227,15 @@ def run_dev(args: argparse.Namespace) -> int:
             return 1
     except KeyboardInterrupt:
         print("\nStopped dagster dev and the S3 endpoint.", file=sys.stderr)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
         return 0
 
 
 def dev_instructions(url: str, endpoint: str, home: Path, config_path: Path, uris: Sequence[str],
                      workdir: Path) -> str:
     """What to do next, printed by ``make dev``."""
-    first, last = DEFAULT_PARTITIONS[0], DEFAULT_PARTITIONS[-1]
+    first, last = BACKFILL_EXAMPLE
     exports = "\n".join(f"  export {k}={_shell_quote(v)}" for k, v in {
         **aws_env(endpoint), "DAGSTER_HOME": str(home), "FPGROWTH_CONFIG": str(config_path)}.items())
     return f"""

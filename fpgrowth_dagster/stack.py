@@ -259,7 +259,8 @@ def _wait_code_location_loaded(url: str, proc: subprocess.Popen, timeout: float)
         except (OSError, GraphQLError):
             entries = []
         if entries and all(entry["loadStatus"] == "LOADED" for entry in entries):
-            errors = [e["locationOrLoadError"] for e in entries if e["locationOrLoadError"]["__typename"] == "PythonError"]
+            errors = [e["locationOrLoadError"] for e in entries
+                      if (e["locationOrLoadError"] or {}).get("__typename") == "PythonError"]
             if errors:
                 raise StackError(f"the code location failed to load: {errors[0].get('message')}")
             return

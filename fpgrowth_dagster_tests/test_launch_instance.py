@@ -130,7 +130,8 @@ def test_postgres_instance_stores_a_real_run(
             cur.execute("SELECT pipeline_name, status FROM runs WHERE run_id = %s", (run_id,))
             assert cur.fetchall() == [("postgres_probe_job", "SUCCESS")]
             cur.execute(
-                "SELECT dagster_event_type, step_key FROM event_logs WHERE run_id = %s AND dagster_event_type IS NOT NULL",
+                "SELECT dagster_event_type, step_key FROM event_logs"
+                " WHERE run_id = %s AND dagster_event_type IS NOT NULL",
                 (run_id,),
             )
             events = cur.fetchall()
@@ -138,9 +139,11 @@ def test_postgres_instance_stores_a_real_run(
         conn.close()
     event_types = {event_type for event_type, _ in events}
     # Run events keep their historical names in storage (PIPELINE_START for RUN_START, ...).
-    expected = {DagsterEventType.RUN_START, DagsterEventType.RUN_SUCCESS, DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}
+    expected = {DagsterEventType.RUN_START, DagsterEventType.RUN_SUCCESS,
+                DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}
     assert {event_type.value for event_type in expected} <= event_types
-    assert {step for event_type, step in events if event_type == DagsterEventType.STEP_SUCCESS.value} == {"count_letters", "double"}
+    succeeded = {step for event_type, step in events if event_type == DagsterEventType.STEP_SUCCESS.value}
+    assert succeeded == {"count_letters", "double"}
     # Nothing went to the SQLite files Dagster would otherwise create under DAGSTER_HOME.
     assert not (home / "history").exists()
     assert not list(home.rglob("*.db"))
