@@ -117,11 +117,13 @@ def test_launch_from_a_subprocess_returns_status_summary_and_leaves_no_processes
     bucket, key = groups["france"]["rules_uri"][len("s3://"):].split("/", 1)
     assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
 
-    # The runner and every step process it started were seen while the run went on, and are gone now.
+    # The runner and every step process it started were seen while the run went on, and have exited.
+    # The executor's forkserver exits just after the runner; re-parented to PID 1, it can stay a zombie
+    # (an exited process, holding nothing) on machines whose PID 1 reaps nothing.
     assert any("fpgrowth_dagster.local_runner" in cmd for cmd in tracker.seen.values())
     assert len(tracker.seen) >= 3, tracker.seen
-    assert tracker.still_running() == []
-    assert processes_mentioning(result["run_id"]) == []
+    wait_until(lambda: tracker.still_running(allow_zombies=True) == [], 60, what="the run's processes to exit")
+    assert [p for p in processes_mentioning(result["run_id"]) if "(zombie)" not in p] == []
 
 
 @pytest.mark.slow
