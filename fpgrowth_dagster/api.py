@@ -218,6 +218,16 @@ def launch_all_groups(
     return handle
 
 
+def _create_instance_storage(home: Path) -> None:
+    """Create a fresh instance's SQLite tables here, before the runner and this process's polling both race to."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs_count()
+        instance.event_log_storage.get_event_records  # noqa: B018 - constructing the storage creates its index tables
+        instance.schedule_storage
+
+
 def _start_launcher(target: Target, run_id: str, run_config: dict[str, Any], tags: dict[str, str],
                     selection: list[list[str]] | None) -> tuple[Path, subprocess.Popen]:
     """Start the detached process that takes the run: the local runner, or ``dagster job launch`` (queue)."""
@@ -229,6 +239,7 @@ def _start_launcher(target: Target, run_id: str, run_config: dict[str, Any], tag
     if target.config is not None:
         env["FPGROWTH_CONFIG"] = str(target.config.path)
     if target.mode == "local":
+        _create_instance_storage(home)
         spec = {"run_config": run_config, "tags": tags, "asset_selection": selection}
         argv = [sys.executable, "-m", "fpgrowth_dagster.local_runner", "--run-id", run_id, "--spec", json.dumps(spec)]
     else:
