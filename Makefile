@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo dev test test-quick bench clean
+.PHONY: venv demo dev test test-quick bench bench-orchestration clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,9 @@ dev: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engines.py
+
+bench-orchestration: $(STAMP)
+	$(BIN)/python benchmarks/bench_orchestration.py --repeat 3 --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
