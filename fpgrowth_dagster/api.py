@@ -223,9 +223,8 @@ def _create_instance_storage(home: Path) -> None:
     from dagster import DagsterInstance
 
     with DagsterInstance.from_config(str(home)) as instance:
-        instance.get_runs_count()
-        instance.event_log_storage.get_event_records  # noqa: B018 - constructing the storage creates its index tables
-        instance.schedule_storage
+        instance.get_runs_count()  # run storage
+        _ = instance.event_log_storage, instance.schedule_storage  # building each creates its tables
 
 
 def _start_launcher(target: Target, run_id: str, run_config: dict[str, Any], tags: dict[str, str],
