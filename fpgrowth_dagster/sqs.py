@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -232,12 +230,6 @@ def sqs_settings(project_config: Any) -> SQSSettings:
 
 # --------------------------------------------------------------------------- the resource
 
-_CLIENTS: dict[tuple[Any, ...], Any] = {}
-_LOCK = threading.Lock()
-_AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_REGION", "AWS_DEFAULT_REGION",
-            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
-
-
 class SQSResource(ConfigurableResource):
     """An SQS FIFO queue of jobs. Unset connection fields come from the standard AWS environment."""
 
@@ -252,41 +244,21 @@ class SQSResource(ConfigurableResource):
     aws_secret_access_key: str | None = None
     aws_session_token: str | None = None
 
-    def _cache_key(self) -> tuple[Any, ...]:
-        config = (self.region_name, self.endpoint_url, self.max_attempts, self.profile_name, self.use_ssl,
-                  self.verify, self.aws_access_key_id, self.aws_secret_access_key, self.aws_session_token)
-        return (os.getpid(), config, tuple(os.environ.get(name) for name in _AWS_ENV))
-
     def get_client(self) -> Any:
         """The process's boto3 SQS client for this configuration (created once, then reused)."""
-        key = self._cache_key()
-        with _LOCK:
-            client = _CLIENTS.get(key)
-            if client is None:
-                for stale in [k for k in _CLIENTS if k[0] != key[0]]:
-                    del _CLIENTS[stale]  # inherited through fork: never share a connection pool
-                client = _CLIENTS[key] = self._new_client()
-        return client
+        from fpgrowth_dagster.resources import shared_client
 
-    def _new_client(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        from fpgrowth_dagster.resources import default_region
-
-        session = boto3.session.Session(
-            profile_name=self.profile_name,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key,
-            aws_session_token=self.aws_session_token,
-        )
-        return session.client(
+        return shared_client(
             "sqs",
-            region_name=self.region_name or default_region(),
+            max_attempts=self.max_attempts,
+            profile_name=self.profile_name,
+            region_name=self.region_name,
             endpoint_url=self.endpoint_url,
             use_ssl=self.use_ssl,
             verify=self.verify,
-            config=Config(retries={"max_attempts": self.max_attempts, "mode": "standard"}),
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
         )
 
     def describe_endpoint(self) -> str:

@@ -113,7 +113,7 @@ def test_executor_defaults_and_run_config_overrides(tmp_path: Path):
     default = ResolvedRunConfig.build(job, {}).execution.execution_engine_config
     assert default["max_concurrent"] == available_cpus()
     assert default["tag_concurrency_limits"] == [{"key": "fpgrowth/size", "value": "large", "limit": 1}]
-    assert "fpgrowth_dagster.definitions" in default["start_method"]["forkserver"]["preload_modules"]
+    assert default["start_method"]["forkserver"]["preload_modules"] == ["fpgrowth_dagster.preload"]
     override = {"execution": {"config": {"max_concurrent": 7, "tag_concurrency_limits": [],
                                          "start_method": {"spawn": {}}}}}
     resolved = ResolvedRunConfig.build(job, override).execution.execution_engine_config

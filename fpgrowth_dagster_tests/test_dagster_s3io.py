@@ -154,3 +154,44 @@ def test_layout_keys():
     assert layout.rules_key("uk", "2011-01-01") == "results/groups/uk/2011-01-01/association_rules.parquet"
     assert layout.transactions_key("2011-01-01", "uk") == "results/transactions/2011-01-01/uk.parquet"
     assert layout.uri(layout.comparison_plot_key("p")) == "s3://b/results/group_comparison/p/rule_prevalence.png"
+
+
+def test_sqs_and_s3_resources_share_one_cache_per_service(aws_env: str):
+    """Both resources take their client from the same per-process cache, one client per service."""
+    from fpgrowth_dagster.sqs import SQSResource
+
+    before = clients_created()
+    sqs = SQSResource().get_client()
+    s3 = SharedS3Resource().get_client()
+    assert SQSResource().get_client() is sqs and SharedS3Resource().get_client() is s3
+    assert sqs.meta.service_model.service_name == "sqs" and s3.meta.service_model.service_name == "s3"
+    assert clients_created() <= before + 2
+    assert sqs.list_queues().get("QueueUrls", []) is not None  # it talks to the moto server
+
+
+def test_preload_warms_a_forkserver_without_opening_anything(tmp_path):
+    """Importing the preload module resolves the code location and parses the S3 and SQS models, offline."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from fpgrowth_dagster.config import DEMO_CONFIG_PATH
+
+    probe = (
+        "import json, psutil\n"
+        "import fpgrowth_dagster.preload\n"
+        "from fpgrowth_dagster import resources\n"
+        "from fpgrowth_dagster.definitions import defs\n"
+        "cached = {key[1] for key in resources._LOADER._cache if key[0] == 'load_service_model'}\n"
+        "me = psutil.Process()\n"
+        "print(json.dumps({'resolved': defs.has_resolved_repository_def(), 'models': sorted(cached),\n"
+        "                  'sockets': len(me.net_connections()), 'clients': resources.clients_created()}))\n"
+    )
+    # No credentials and no endpoint: a warm-up that looked for either would need the network.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(FPGROWTH_CONFIG=str(DEMO_CONFIG_PATH), AWS_EC2_METADATA_DISABLED="true", HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert facts == {"resolved": True, "models": ["s3", "sqs"], "sockets": 0, "clients": 0}
