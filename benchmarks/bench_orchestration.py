@@ -5,8 +5,10 @@ read the group's rows written by ``transactions`` from S3 (moto's server), run t
 (``mine_group`` with the group's settings) and write the itemsets and rules as Parquet to S3 with the
 same atomic publication. The pool is the seed's way (``execute_parallel_global_fpgrowth(num_workers=N)``:
 one task per group); Dagster runs the group assets of ``all_groups_job`` under the multiprocess
-executor with the same ``max_concurrent``. For each start method (spawn; forkserver with
-``preload_modules``, the pool's forkserver preloading the modules its task needs) and repetition:
+executor with the same ``max_concurrent``. For each start method (spawn; forkserver
+preloading only imports; forkserver preloading ``fpgrowth_dagster.preload``, the project's default,
+which also resolves the definitions and parses botocore's models; the pool's forkserver preloads the
+modules its task needs) and repetition:
 
     overhead per group = (Dagster wall - pool wall) / groups
 
@@ -77,6 +79,7 @@ POOL_PRELOAD = ["fpgrowth_dagster.mining", "fpgrowth_dagster.s3io", "fpgrowth_da
 
 
 def run_pool(groups: list[str], partition: str, method: str, workers: int) -> dict[str, Any]:
+    method = "forkserver" if method.startswith("forkserver") else method
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(POOL_PRELOAD)
@@ -98,8 +101,16 @@ def recon_job():
     return repo.get_reconstructable_job("all_groups_job")
 
 
+# "forkserver-plain" preloads only imports (the code location and its libraries), as the project did
+# before fpgrowth_dagster.preload: each step then resolves the definitions and parses botocore's models.
+PLAIN_PRELOAD = ["fpgrowth_dagster.definitions", "dagster", "pandas", "pyarrow.parquet", "dagster_aws.s3"]
+
+
 def execution_config(method: str, workers: int, preload: list[str]) -> dict[str, Any]:
-    start = {"spawn": {}} if method == "spawn" else {"forkserver": {"preload_modules": preload}}
+    if method == "spawn":
+        start: dict[str, Any] = {"spawn": {}}
+    else:
+        start = {"forkserver": {"preload_modules": PLAIN_PRELOAD if method == "forkserver-plain" else preload}}
     return {"execution": {"config": {"max_concurrent": workers, "start_method": start}},
             "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -165,7 +176,8 @@ def main() -> int:
     parser.add_argument("--partition", default="2011-03-01")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="max_concurrent = pool workers")
-    parser.add_argument("--methods", default="spawn,forkserver")
+    parser.add_argument("--methods", default="spawn,forkserver-plain,forkserver",
+                        help="spawn; forkserver-plain (preload imports only); forkserver (the project's default)")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     parser.add_argument("--results", type=Path, help="update this benchmark's section of this RESULTS.md")
     parser.add_argument("--no-compute-logs", action="store_true",

@@ -39,9 +39,9 @@ from fpgrowth_dagster.s3io import (
     delete_keys,
     frame_to_parquet,
     get_bytes,
+    get_bytes_if_exists,
     is_transient_s3_error,
     list_keys,
-    object_exists,
     parquet_to_frame,
     publish_atomically,
     unpublish_on_failure,
@@ -151,11 +151,12 @@ def top_rules_markdown(rules: pd.DataFrame | None, n: int = TOP_RULES_SHOWN) -> 
 def load_group_rows(client: Any, layout: ResultLayout, group: str, partition: str) -> pd.DataFrame:
     """The group's rows written by ``transactions``; Failure naming the cause when there are none."""
     manifest_key = layout.transactions_manifest_key(partition)
-    if not object_exists(client, layout.bucket, manifest_key):
+    manifest_bytes = get_bytes_if_exists(client, layout.bucket, manifest_key)
+    if manifest_bytes is None:
         raise Failure(description=f"group {group}, partition {partition}: transactions of this partition are not "
                                   f"materialised ({layout.uri(manifest_key)} missing); materialise 'transactions' first",
                       allow_retries=False)
-    manifest = json.loads(get_bytes(client, layout.bucket, manifest_key))
+    manifest = json.loads(manifest_bytes)
     entry = manifest["groups"].get(group)
     if entry is None:
         raise Failure(description=f"group {group}, partition {partition}: not in the transactions of this partition "
@@ -282,9 +283,9 @@ def build_comparison_asset(config: ProjectConfig, partitions_def: PartitionsDefi
             rules_by_group: dict[str, pd.DataFrame] = {}
             without: dict[str, str] = {}
             for group in config.groups:
-                key = layout.rules_key(group.name, partition)
-                if object_exists(client, layout.bucket, key):
-                    rules_by_group[group.name] = parquet_to_frame(get_bytes(client, layout.bucket, key))
+                stored = get_bytes_if_exists(client, layout.bucket, layout.rules_key(group.name, partition))
+                if stored is not None:
+                    rules_by_group[group.name] = parquet_to_frame(stored)
                 else:
                     without[group.name] = "skipped or not materialised"
             table = comparison.rule_prevalence(rules_by_group)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey
 
-from fpgrowth_dagster.s3io import ResultLayout, get_bytes, list_keys, object_exists, parquet_to_frame
+from fpgrowth_dagster.s3io import ResultLayout, get_bytes_if_exists, list_keys, parquet_to_frame
 
 OUTPUTS_EXIST = "outputs_exist"
 ROW_COUNTS_MATCH = "row_counts_match"
@@ -75,14 +75,15 @@ def mined_group_checks(
     """Read the group's objects back from S3 and check them against the metadata and the settings."""
     itemsets_key = layout.itemsets_key(group, partition_key)
     rules_key = layout.rules_key(group, partition_key)
-    missing = [layout.uri(k) for k in (itemsets_key, rules_key) if not object_exists(client, layout.bucket, k)]
+    stored = {k: get_bytes_if_exists(client, layout.bucket, k) for k in (itemsets_key, rules_key)}
+    missing = [layout.uri(k) for k, body in stored.items() if body is None]
     if missing:
         failed = f"cannot check: missing {', '.join(missing)}"
         return [_result(OUTPUTS_EXIST, False, f"missing {', '.join(missing)}")] + [
             _result(name, False, failed) for name in GROUP_CHECK_NAMES[1:]
         ]
-    itemsets = parquet_to_frame(get_bytes(client, layout.bucket, itemsets_key))
-    rules = parquet_to_frame(get_bytes(client, layout.bucket, rules_key))
+    itemsets = parquet_to_frame(stored[itemsets_key])
+    rules = parquet_to_frame(stored[rules_key])
     return [
         _result(OUTPUTS_EXIST, True, "both objects exist",
                 frequent_itemsets=layout.uri(itemsets_key), association_rules=layout.uri(rules_key)),

@@ -3,7 +3,7 @@
 The executor's ``preload_modules`` name this module (see :mod:`fpgrowth_dagster.definitions`).
 Importing it does, in the forkserver, the work every step process would otherwise repeat: import
 the code location and the modules a group step uses, resolve the ``Definitions`` into its
-repository (the asset graph of every group), and parse botocore's S3 and SQS models. Nothing here
+repository and jobs (the asset graph of every group), and parse botocore's S3 and SQS models. Nothing here
 opens a socket or a file that a child could share: a forked step starts warm and safe.
 """
 
@@ -27,7 +27,7 @@ def warm() -> None:
     """Import, resolve and parse what a step needs; idempotent."""
     for name in STEP_MODULES:
         importlib.import_module(name)
-    defs.get_repository_def()
+    defs.get_repository_def().get_all_jobs()  # resolves the asset graph and every job on it
     warm_aws_clients()
 
 

@@ -110,6 +110,18 @@ def get_bytes(client: Any, bucket: str, key: str) -> bytes:
     return client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
+def get_bytes_if_exists(client: Any, bucket: str, key: str) -> bytes | None:
+    """The whole object, or None when there is no such key (one request, not HEAD then GET)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return get_bytes(client, bucket, key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
 def object_exists(client: Any, bucket: str, key: str) -> bool:
     from botocore.exceptions import ClientError
 

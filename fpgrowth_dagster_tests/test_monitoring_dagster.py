@@ -285,6 +285,7 @@ def test_exploding_groups_stop_with_the_memory_guard_and_others_complete(project
         assert meta["step_peak_rss_bytes"] >= meta["step_rss_start_bytes"] > 0
         assert meta["step_wall_seconds"] > 0 and meta["step_cpu_seconds"] > 0
         assert meta["step_available_memory_start_bytes"] > 0 and meta["step_available_memory_end_bytes"] > 0
+        assert meta["step_memory_estimate"]["estimated_peak_bytes"] > 0  # what the guard checked before mining
     lines = [r.user_message for r in instance.all_logs(run_id) if r.user_message.startswith('{"event": "fpgrowth.step')]
     logged = {json.loads(line)["group"]: json.loads(line) for line in lines}
     assert logged["germany"]["status"] == "succeeded" and logged["france_rules"]["status"] == "Failure"

@@ -79,10 +79,14 @@ class GroupStepMonitor:
         self.context = context
         self.measurement = measurement
         self.watch = watch
+        self.memory_estimate: dict[str, Any] | None = None
 
     def metadata(self) -> dict[str, Any]:
-        """The step's resource figures so far, as ``step_*`` metadata entries."""
-        return {f"{METADATA_PREFIX}{key}": value for key, value in self.measurement.metadata().items()}
+        """The step's resource figures so far (and the memory estimate), as ``step_*`` metadata entries."""
+        out = {f"{METADATA_PREFIX}{key}": value for key, value in self.measurement.metadata().items()}
+        if self.memory_estimate is not None:
+            out[f"{METADATA_PREFIX}memory_estimate"] = dg.MetadataValue.json(self.memory_estimate)
+        return out
 
     @contextmanager
     def memory_guard(
@@ -97,7 +101,7 @@ class GroupStepMonitor:
                     estimate = check_memory_estimate(
                         baskets, settings, budget, group=identity["group"], partition=identity["partition"]
                     )
-                    self.context.log.debug(f"memory estimate for group {identity['group']!r}: {estimate.to_dict()}")
+                    self.memory_estimate = estimate.to_dict()
                 except MemoryBudgetExceeded:
                     raise
                 except Exception as exc:  # noqa: BLE001 - bad settings or data: the mining core reports them
