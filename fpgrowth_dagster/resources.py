@@ -101,6 +101,16 @@ def shared_client(service: str, **fields: Any) -> Any:
     return client
 
 
+# The connection fields S3Resource and SQSResource share, passed to new_client as they are.
+CONNECTION_FIELDS = ("max_attempts", "profile_name", "region_name", "endpoint_url", "use_ssl", "verify",
+                     "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+
+
+def resource_client(service: str, resource: Any, **extra: Any) -> Any:
+    """:func:`shared_client` for a resource that has the :data:`CONNECTION_FIELDS`."""
+    return shared_client(service, **{name: getattr(resource, name) for name in CONNECTION_FIELDS}, **extra)
+
+
 def warm_aws_clients(services: tuple[str, ...] = ("s3", "sqs")) -> None:
     """Parse the services' models into the shared loader by building (and dropping) one client each.
 
@@ -120,16 +130,4 @@ class SharedS3Resource(S3Resource):
     """dagster-aws ``S3Resource`` whose ``get_client()`` returns the process's one client for its fields."""
 
     def get_client(self) -> Any:
-        return shared_client(
-            "s3",
-            max_attempts=self.max_attempts,
-            profile_name=self.profile_name,
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,
-            use_ssl=self.use_ssl,
-            verify=self.verify,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key,
-            aws_session_token=self.aws_session_token,
-            unsigned=self.use_unsigned_session,
-        )
+        return resource_client("s3", self, unsigned=self.use_unsigned_session)

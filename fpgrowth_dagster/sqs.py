@@ -246,20 +246,9 @@ class SQSResource(ConfigurableResource):
 
     def get_client(self) -> Any:
         """The process's boto3 SQS client for this configuration (created once, then reused)."""
-        from fpgrowth_dagster.resources import shared_client
+        from fpgrowth_dagster.resources import resource_client
 
-        return shared_client(
-            "sqs",
-            max_attempts=self.max_attempts,
-            profile_name=self.profile_name,
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,
-            use_ssl=self.use_ssl,
-            verify=self.verify,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key,
-            aws_session_token=self.aws_session_token,
-        )
+        return resource_client("sqs", self)
 
     def describe_endpoint(self) -> str:
         client = self.get_client()
