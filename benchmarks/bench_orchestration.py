@@ -12,6 +12,10 @@ modules its task needs) and repetition:
 
     overhead per group = (Dagster wall - pool wall) / groups
 
+Each measurement runs in a fresh interpreter, as a Dagster run does in its run worker: its wall time
+includes starting its forkserver (or spawning), as the pool's does. Sharing one process would give
+every measurement the forkserver, and the preloaded modules, of the first.
+
 Where the Dagster time goes comes from the run's event log: per step, the step process start-up
 (STEP_WORKER_STARTING -> STEP_WORKER_STARTED: process start, imports, loading the code location),
 resource set-up (-> STEP_START), the step body (-> STEP_SUCCESS, with the mining seconds from the
@@ -28,6 +32,7 @@ import multiprocessing
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -168,6 +173,37 @@ def phases(instance: Any, run_id: str) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- one measurement per process
+
+
+def measure(side: str, method: str, partition: str, workers: int) -> dict[str, Any]:
+    """One measurement in a fresh interpreter (as each Dagster run has its own run worker process).
+
+    multiprocessing keeps one forkserver per process, started with the preload of its first user:
+    measurements sharing a process would all run on the first one's forkserver.
+    """
+    command = [sys.executable, str(Path(__file__).resolve()), "--measure", side, "--methods", method,
+               "--partition", partition, "--workers", str(workers)]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"{side} measurement with {method} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_here(side: str, method: str, partition: str, workers: int) -> dict[str, Any]:
+    from dagster import AssetKey, DagsterInstance
+
+    from fpgrowth_dagster.config import load_project_config
+    from fpgrowth_dagster.definitions import PRELOAD_MODULES
+
+    groups = [g.name for g in load_project_config().groups]
+    if side == "pool":
+        return run_pool(groups, partition, method, workers)
+    with DagsterInstance.get() as instance:
+        return run_dagster(instance, [AssetKey(["fpgrowth", g]) for g in groups], partition, method, workers,
+                           list(PRELOAD_MODULES))
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -183,7 +219,11 @@ def main() -> int:
     parser.add_argument("--no-compute-logs", action="store_true",
                         help="instance without step stdout/stderr capture (NoOpComputeLogManager), to measure its cost")
     parser.add_argument("--from-json", type=Path, help="only report the measurements of an earlier --json file")
+    parser.add_argument("--measure", choices=("pool", "dagster"), help=argparse.SUPPRESS)  # one measurement
     args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure_here(args.measure, args.methods, args.partition, args.workers)))
+        return 0
     if args.from_json:
         rows = json.loads(args.from_json.read_text())
         args.repeat = len({r["rep"] for r in rows})
@@ -195,7 +235,6 @@ def main() -> int:
     from dagster import AssetKey, DagsterInstance, execute_job
 
     from fpgrowth_dagster.config import DEMO_CONFIG_PATH, load_project_config
-    from fpgrowth_dagster.definitions import PRELOAD_MODULES
     from fpgrowth_dagster.demo import upload_demo_data
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-orchestration-"))
@@ -211,8 +250,6 @@ def main() -> int:
         upload_demo_data(endpoint, config_path)
         config = load_project_config(config_path)
         groups = [g.name for g in config.groups]
-        keys = [AssetKey(["fpgrowth", g]) for g in groups]
-        preload = list(PRELOAD_MODULES)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         rows: list[dict[str, Any]] = []
         with DagsterInstance.get() as instance:
@@ -223,8 +260,8 @@ def main() -> int:
                 assert setup.success, "materialising transactions failed"
             for rep in range(args.repeat):
                 for method in methods:
-                    pool = run_pool(groups, args.partition, method, args.workers)
-                    dag = run_dagster(instance, keys, args.partition, method, args.workers, preload)
+                    pool = measure("pool", method, args.partition, args.workers)
+                    dag = measure("dagster", method, args.partition, args.workers)
                     row = {"rep": rep, "method": method, "groups": len(groups), "pool_wall": pool["wall"],
                            "dagster_wall": dag["wall"], "overhead_per_group": (dag["wall"] - pool["wall"]) / len(groups),
                            "pool_mining_s": pool["mining_seconds"], "load1": os.getloadavg()[0],
