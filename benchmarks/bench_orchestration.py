@@ -301,6 +301,17 @@ def median_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def machine() -> str:
+    """CPU model, Python and the versions that matter here."""
+    import platform
+    from importlib.metadata import version
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown CPU")
+    packages = ", ".join(f"{name} {version(name)}" for name in ("dagster", "dagster-aws", "boto3", "moto", "pandas"))
+    return f"{model}, Python {platform.python_version()}, {packages}"
+
+
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, n_groups: int) -> str:
     """The Markdown section for RESULTS.md (also printed)."""
     loads = [r["load1"] for r in rows if "load1" in r]
@@ -309,13 +320,15 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, n_groups: int) 
     text = "\n".join([
         f"Partition {args.partition} of the demo config: {n_groups} groups (Online Retail countries), "
         f"max_concurrent = pool workers = {args.workers}, {args.repeat} repetition(s), medians; "
-        f"{load}, on {os.cpu_count()} CPUs.",
+        f"{load}, on {os.cpu_count()} CPUs ({machine()}).",
         "",
         *median_table(rows),
         "",
-        "Per-step columns are averages over the run's steps from its event log: step process start = "
-        "STEP_WORKER_STARTING -> STEP_WORKER_STARTED, job load + resource init (the S3 client is built here) -> STEP_START, step body = STEP_START -> "
-        "STEP_SUCCESS (reads, mining, writes, asset checks, metadata), mining = the mining core's own seconds.",
+        "Each measurement ran in a fresh interpreter, so the Dagster wall includes starting the run's forkserver "
+        "(and the pool's its own). Per-step columns are averages over the run's steps from its event log: step "
+        "process start = STEP_WORKER_STARTING -> STEP_WORKER_STARTED (fork, instance), job load + resource init "
+        "(the job's definition and execution plan, resources) -> STEP_START, step body = STEP_START -> STEP_SUCCESS "
+        "(S3 client, reads, mining, writes, asset check, metadata), mining = the mining core's own seconds.",
     ])
     print(text)
     return text
