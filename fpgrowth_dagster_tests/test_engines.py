@@ -102,7 +102,8 @@ def test_budget_stops_before_materialising() -> None:
     with pytest.raises(BudgetExceeded) as error:
         mine_itemsets(wide, min_support=0.5, max_itemsets=10_000)
     message = str(error.value)
-    assert "would produce 1,152,921,504,606,84" in message  # 2**60 - 1, counted without enumeration
+    # 2**60 - 1 in all; the count stops at length 4: 60 + C(60, 2) + C(60, 3) + C(60, 4) already exceed the budget
+    assert "would produce at least 523,685 (counted up to length 4) frequent itemsets" in message
     assert "max_itemsets=10,000" in message and "min_support" in message and "max_len" in message
     assert len(mine_itemsets(wide, min_support=0.5, target="closed", max_itemsets=10)) == 1
     with pytest.raises(BudgetExceeded):
@@ -133,3 +134,35 @@ def test_budget_stops_before_materialising() -> None:
 def test_bad_settings_are_named(options: dict, text: str) -> None:
     with pytest.raises(SettingsError, match=text):
         mine_itemsets([["a"]], **options)
+
+
+@pytest.mark.parametrize(("dataset", "min_support", "max_len"),
+                         [("mushroom", 0.3, None), ("mushroom", 0.2, 4), ("chess", 0.85, None), ("retail", 0.002, None)])
+def test_bounded_count_is_exact_within_the_limit_on_real_data(data_dir, dataset, min_support, max_len) -> None:
+    """Counting length by length gives the very count of the mined itemsets when they fit the limit."""
+    from fpgrowth_dagster.mining import read_fimi
+    from fpgrowth_dagster.mining.engines import expected_itemset_count
+
+    name = "retail.dat.gz" if dataset == "retail" else f"{dataset}.dat"
+    baskets = read_fimi(data_dir / dataset / name)
+    mined = len(mine_itemsets(baskets, min_support=min_support, max_len=max_len))
+    options = {"min_support": min_support, "max_len": max_len}
+    assert expected_itemset_count(baskets, **options) == (mined, None)
+    assert expected_itemset_count(baskets, **options, limit=mined) == (mined, None)
+    below, up_to = expected_itemset_count(baskets, **options, limit=mined - 1)
+    assert mined - 1 < below <= mined  # exact, or a lower bound that already proves the excess
+    assert up_to is not None or below == mined  # without a stopping length, the count is the exact one
+    with pytest.raises(BudgetExceeded):
+        mine_itemsets(baskets, min_support=min_support, max_len=max_len, max_itemsets=mined - 1)
+
+
+def test_exploding_group_is_refused_without_counting_every_length(data_dir) -> None:
+    """Online Retail's UK at an absolute support of 20: all lengths take over a minute to count; 2 and 4 suffice."""
+    import pandas as pd
+
+    frame = pd.read_csv(data_dir / "online_retail" / "online_retail_2010-12_to_2011-05.csv.gz", dtype=str)
+    frame = frame[(frame["Country"] == "United Kingdom") & ~frame["InvoiceNo"].str.startswith("C")]
+    baskets = [sorted(set(items)) for _, items in frame.groupby("InvoiceNo")["StockCode"]]
+    with pytest.raises(BudgetExceeded) as error:
+        mine_itemsets(baskets, min_support=1e-6, min_count=20, max_itemsets=1_000_000)
+    assert "would produce at least 3,9" in str(error.value) and "(counted up to length 4)" in str(error.value)

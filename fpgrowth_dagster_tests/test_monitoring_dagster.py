@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import threading
@@ -24,6 +25,7 @@ import pytest
 from dagster import DagsterEventType, DagsterRunStatus
 
 from fpgrowth_dagster.config import CONFIG_ENV_VAR, load_project_config
+from fpgrowth_dagster.monitoring.guard import BYTES_PER_ITEMSET
 from fpgrowth_dagster.monitoring.processes import registered_steps
 from fpgrowth_dagster.s3io import ResultLayout, list_keys
 from fpgrowth_dagster_tests.dagster_helpers import (
@@ -261,7 +263,12 @@ def test_exploding_groups_stop_with_the_memory_guard_and_others_complete(project
 
     refused, refused_meta = _failure_metadata(instance, run_id, "fpgrowth__spain_refused")
     assert f"group 'spain_refused' (partition {PARTITION}): mining would need about" in refused
-    assert "8 transactions and 270 items give 211,047,001,025,516,974,132 frequent itemsets. Not mined." in refused
+    # Of its 2.1e20 itemsets, counting stops at the first length whose count no longer fits the budget.
+    counted = re.search(r"8 transactions and 270 items give at least ([\d,]+) frequent itemsets\. Not mined\.", refused)
+    budget_mib = re.search(r"over its memory budget of ([\d,]+) MiB", refused)
+    assert counted and budget_mib, refused
+    assert int(counted.group(1).replace(",", "")) * BYTES_PER_ITEMSET > int(budget_mib.group(1).replace(",", "")) * 2**20
+    assert refused_meta["record"]["memory_guard"]["expected_itemsets"] < 211_047_001_025_516_974_132
     for advice in ("min_support (now 0.001)", "min_count (now 2)", "max_len", "target", "max_memory_mb"):
         assert advice in refused
     assert refused_meta["cause"] == "memory_guard"

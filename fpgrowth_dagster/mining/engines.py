@@ -144,6 +144,40 @@ def count_itemsets(plan: _Plan, target: str, max_len: int | None) -> int:
     return total
 
 
+def count_itemsets_up_to(plan: _Plan, target: str, max_len: int | None, limit: int | None) -> tuple[int, int | None]:
+    """``(count, None)`` with the exact count, or ``(count, k)``: ``count`` itemsets up to length ``k`` already exceed ``limit``.
+
+    Counting every length at once can take minutes where itemsets explode (Online Retail's UK group
+    at an absolute support of 20: 78 s); counting up to length 2, 4, 8, ... takes time that grows
+    with the count, so a group far over the limit is known in about a second. Only for target
+    'all': fewer closed or maximal itemsets up to length k say nothing about the longer ones.
+    """
+    if limit is not None and target == "all":
+        previous, k = -1, 2
+        while max_len is None or k < max_len:
+            partial = count_itemsets(plan, "all", k)
+            if partial > limit:
+                return partial, k
+            if partial == previous:  # no itemset longer than k // 2, so none longer than k: exact
+                return partial, None
+            previous, k = partial, k * 2
+    return count_itemsets(plan, target, max_len), None
+
+
+def expected_itemset_count(
+    transactions: Sequence[Iterable[str]],
+    *,
+    min_support: float,
+    min_count: int = 1,
+    max_len: int | None = None,
+    target: str = "all",
+    limit: int | None = None,
+) -> tuple[int, int | None]:
+    """How many itemsets mining would give, without materialising them (see :func:`count_itemsets_up_to`)."""
+    validate_options(min_support, min_count, max_len, target, "auto")
+    return count_itemsets_up_to(_Plan(transactions, float(min_support), int(min_count)), target, max_len, limit)
+
+
 def _item_counts(plan: _Plan) -> Counter[str]:
     if plan.item_counts is None:
         plan.item_counts = Counter(i for t in plan.txs for i in set(t))
@@ -274,11 +308,12 @@ def mine_itemsets(
         raise SettingsError(f"max_itemsets must be >= 0 or None, got {max_itemsets!r}")
     plan = _Plan(transactions, float(min_support), int(min_count))
     if max_itemsets is not None:
-        expected = count_itemsets(plan, target, max_len)
+        expected, up_to = count_itemsets_up_to(plan, target, max_len, max_itemsets)
         if expected > max_itemsets:
+            how_many = f"{expected:,}" if up_to is None else f"at least {expected:,} (counted up to length {up_to})"
             raise BudgetExceeded(
                 f"mining {plan.n:,} transactions at min_support={min_support}, min_count={min_count}, "
-                f"max_len={max_len}, target={target!r} would produce {expected:,} frequent itemsets, "
+                f"max_len={max_len}, target={target!r} would produce {how_many} frequent itemsets, "
                 f"over the budget max_itemsets={max_itemsets:,}; raise min_support or min_count, "
                 f"set a smaller max_len, use target 'closed' or 'maximal', or raise max_itemsets"
             )

@@ -133,38 +133,46 @@ class MemoryEstimate:
     baseline_rss_bytes: int
     estimated_peak_bytes: int
     note: str = ""
+    # Set when counting stopped early: expected_itemsets is a lower bound, the itemsets up to this length.
+    counted_up_to: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def expected_itemset_count(baskets: Sequence[Sequence[str]], settings: Any) -> int:
-    """Exact number of frequent itemsets the settings give, counted without materialising them."""
-    from fpgrowth_dagster.mining import engines
+def expected_itemset_count(baskets: Sequence[Sequence[str]], settings: Any,
+                           limit: int | None = None) -> tuple[int, int | None]:
+    """Frequent itemsets the settings give, counted without materialising them: ``(count, None)`` when
+    exact, ``(count, k)`` when the itemsets up to length ``k`` already exceed ``limit``."""
+    from fpgrowth_dagster.mining.engines import expected_itemset_count as count
 
-    public = getattr(engines, "expected_itemset_count", None)
-    kwargs = {
-        "min_support": float(settings.min_support),
-        "min_count": int(getattr(settings, "min_count", 1) or 1),
-        "max_len": getattr(settings, "max_len", None),
-        "target": getattr(settings, "target", "all"),
-    }
-    if public is not None:
-        return int(public(baskets, **kwargs))
-    plan = engines._Plan(baskets, kwargs["min_support"], kwargs["min_count"])
-    return int(engines.count_itemsets(plan, kwargs["target"], kwargs["max_len"]))
+    return count(
+        baskets,
+        min_support=float(settings.min_support),
+        min_count=int(getattr(settings, "min_count", 1) or 1),
+        max_len=getattr(settings, "max_len", None),
+        target=getattr(settings, "target", "all"),
+        limit=limit,
+    )
 
 
-def estimate_mining_memory(baskets: Sequence[Sequence[str]], settings: Any) -> MemoryEstimate:
-    """Estimated peak RSS of mining ``baskets`` with ``settings`` in this process."""
+def estimate_mining_memory(baskets: Sequence[Sequence[str]], settings: Any,
+                           budget_bytes: int | None = None) -> MemoryEstimate:
+    """Estimated peak RSS of mining ``baskets`` with ``settings`` in this process.
+
+    With a budget, counting stops once the itemsets counted so far would not fit in it.
+    """
     n_items = len({item for basket in baskets for item in basket})
     baseline = current_rss()
     if len(baskets) < int(getattr(settings, "min_transactions", 0) or 0):
         return MemoryEstimate(
             len(baskets), n_items, 0, BYTES_PER_ITEMSET, baseline, baseline, "below min_transactions: skipped"
         )
-    expected = expected_itemset_count(baskets, settings)
     max_itemsets = getattr(settings, "max_itemsets", None)
+    limits = [int(max_itemsets)] if max_itemsets is not None else []
+    if budget_bytes is not None:
+        limits.append(max(0, (budget_bytes - baseline) // BYTES_PER_ITEMSET))
+    expected, up_to = expected_itemset_count(baskets, settings, min(limits) if limits else None)
     if max_itemsets is not None and expected > int(max_itemsets):
         # The engine refuses before materialising anything, with its own budget error.
         return MemoryEstimate(
@@ -175,9 +183,11 @@ def estimate_mining_memory(baskets: Sequence[Sequence[str]], settings: Any) -> M
             baseline,
             baseline,
             "over max_itemsets: the engine refuses before mining",
+            up_to,
         )
     return MemoryEstimate(
-        len(baskets), n_items, expected, BYTES_PER_ITEMSET, baseline, baseline + expected * BYTES_PER_ITEMSET
+        len(baskets), n_items, expected, BYTES_PER_ITEMSET, baseline, baseline + expected * BYTES_PER_ITEMSET,
+        counted_up_to=up_to,
     )
 
 
@@ -207,12 +217,13 @@ def check_memory_estimate(
             baseline + int(max_itemsets) * BYTES_PER_ITEMSET,
             "bounded by max_itemsets: not counted",
         )
-    estimate = estimate_mining_memory(baskets, settings)
+    estimate = estimate_mining_memory(baskets, settings, budget_bytes)
     if estimate.estimated_peak_bytes > budget_bytes:
+        at_least = "" if estimate.counted_up_to is None else "at least "
         raise MemoryBudgetExceeded(
             f"{_where(group, partition)}: mining would need about {_mib(estimate.estimated_peak_bytes)}, over its "
             f"memory budget of {_mib(budget_bytes)}: {estimate.n_transactions:,} transactions and "
-            f"{estimate.n_items:,} items give {estimate.expected_itemsets:,} frequent itemsets. "
+            f"{estimate.n_items:,} items give {at_least}{estimate.expected_itemsets:,} frequent itemsets. "
             f"Not mined. To fix: {advice(settings, budget_bytes)}.",
             group=group,
             phase="estimate",
