@@ -102,8 +102,12 @@ def test_budget_stops_before_materialising() -> None:
     with pytest.raises(BudgetExceeded) as error:
         mine_itemsets(wide, min_support=0.5, max_itemsets=10_000)
     message = str(error.value)
-    # 2**60 - 1 in all; the count stops at length 4: 60 + C(60, 2) + C(60, 3) + C(60, 4) already exceed the budget
-    assert "would produce at least 523,685 (counted up to length 4) frequent itemsets" in message
+    # 2**60 - 1 in all; its 1,830 pairs are a fair share of the budget, so lengths are counted one by one,
+    # and those up to length 3 (60 + C(60, 2) + C(60, 3)) already exceed it.
+    assert "would produce at least 36,050 (counted up to length 3) frequent itemsets" in message
+    with pytest.raises(BudgetExceeded) as error:  # few pairs for this budget: every length counted at once
+        mine_itemsets(wide, min_support=0.5, max_itemsets=1_000_000)
+    assert "would produce 1,152,921,504,606,84" in str(error.value)  # about 2**60 (pyfim counts in doubles)
     assert "max_itemsets=10,000" in message and "min_support" in message and "max_len" in message
     assert len(mine_itemsets(wide, min_support=0.5, target="closed", max_itemsets=10)) == 1
     with pytest.raises(BudgetExceeded):

@@ -263,12 +263,13 @@ def test_exploding_groups_stop_with_the_memory_guard_and_others_complete(project
 
     refused, refused_meta = _failure_metadata(instance, run_id, "fpgrowth__spain_refused")
     assert f"group 'spain_refused' (partition {PARTITION}): mining would need about" in refused
-    # Of its 2.1e20 itemsets, counting stops at the first length whose count no longer fits the budget.
-    counted = re.search(r"8 transactions and 270 items give at least ([\d,]+) frequent itemsets\. Not mined\.", refused)
+    # All 2.1e20 itemsets, or (when its pairs are a fair share of a smaller machine's budget) a lower bound.
+    counted = re.search(r"8 transactions and 270 items give (at least )?([\d,]+) frequent itemsets\. Not mined\.", refused)
     budget_mib = re.search(r"over its memory budget of ([\d,]+) MiB", refused)
     assert counted and budget_mib, refused
-    assert int(counted.group(1).replace(",", "")) * BYTES_PER_ITEMSET > int(budget_mib.group(1).replace(",", "")) * 2**20
-    assert refused_meta["record"]["memory_guard"]["expected_itemsets"] < 211_047_001_025_516_974_132
+    number = int(counted.group(2).replace(",", ""))
+    assert number * BYTES_PER_ITEMSET > int(budget_mib.group(1).replace(",", "")) * 2**20
+    assert number == 211_047_001_025_516_974_132 or (counted.group(1) and number < 211_047_001_025_516_974_132)
     for advice in ("min_support (now 0.001)", "min_count (now 2)", "max_len", "target", "max_memory_mb"):
         assert advice in refused
     assert refused_meta["cause"] == "memory_guard"
