@@ -30,6 +30,7 @@ dev: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engines.py
+	$(BIN)/python benchmarks/bench_budget.py --results benchmarks/RESULTS.md
 
 bench-orchestration: $(STAMP)
 	$(BIN)/python benchmarks/bench_orchestration.py --repeat 3 --results benchmarks/RESULTS.md

@@ -259,3 +259,34 @@ def test_enqueue_jobs_with_wait_runs_the_one_shot_mode_to_the_end(project: Path)
     url = sqs.get_queue_url(QueueName=result.queue)["QueueUrl"]
     depth = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert depth["ApproximateNumberOfMessages"] == depth["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+@pytest.mark.slow
+def test_cancel_run_stops_a_local_run_midway_and_leaves_no_processes(
+        project: Path, dagster_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cancel_run`` on a run of the local runner: the run ends CANCELED, later groups never start."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    from fpgrowth_dagster.api import cancel_run, launch_all_groups
+    from fpgrowth_dagster_tests.notebook_support import DEMO_CONFIG
+
+    monkeypatch.setenv("FPGROWTH_CONFIG", str(DEMO_CONFIG))  # all 36 groups, one at a time: a run of many seconds
+    handle = launch_all_groups(PARTITION, max_concurrent=1, wait=False, progress=False, mode="local")
+    assert handle.mode == "local"
+    with DagsterInstance.get() as instance:
+        def group_done():
+            records = instance.get_records_for_run(handle.run_id, of_type=DagsterEventType.STEP_SUCCESS).records
+            return any(r.event_log_entry.step_key.startswith("fpgrowth__") for r in records)
+
+        wait_until(group_done, 300, interval=0.2, what="the first group step to succeed")
+        assert cancel_run(handle.run_id) == "STARTED"
+        handle.wait(timeout=300, progress=False)
+        assert handle.status == "CANCELED"
+        assert instance.get_run_by_id(handle.run_id).status.value == "CANCELED"
+        succeeded = {r.event_log_entry.step_key for r in instance.get_records_for_run(
+            handle.run_id, of_type=DagsterEventType.STEP_SUCCESS).records}
+    assert 1 <= len([s for s in succeeded if s.startswith("fpgrowth__")]) < 36
+    assert "group_comparison" not in succeeded
+    assert cancel_run(handle.run_id) == "CANCELED"  # a finished run: nothing to do, its status is said
+    wait_until(lambda: [p for p in processes_mentioning(handle.run_id) if "(zombie)" not in p] == [], 60,
+               what="the run's processes to exit")
