@@ -290,3 +290,32 @@ def test_cancel_run_stops_a_local_run_midway_and_leaves_no_processes(
     assert cancel_run(handle.run_id) == "CANCELED"  # a finished run: nothing to do, its status is said
     wait_until(lambda: [p for p in processes_mentioning(handle.run_id) if "(zombie)" not in p] == [], 60,
                what="the run's processes to exit")
+
+
+@pytest.mark.slow
+def test_with_a_daemon_serving_the_instance_the_launch_is_queued_for_it(
+        project: Path, dagster_home: Path, tmp_path: Path) -> None:
+    """No webserver, a ``dagster-daemon run``: mode 'auto' submits to the run queue and the daemon runs it."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    from fpgrowth_dagster.api import launch_all_groups
+    from fpgrowth_dagster.api_support import find_services
+    from fpgrowth_dagster.stack import start_process
+
+    daemon_bin = Path(sys.executable).with_name("dagster-daemon")
+    daemon = start_process([str(daemon_bin), "run", "-w", str(REPO_ROOT / "workspace.yaml")], env=child_env({}),
+                           log_path=tmp_path / "daemon.log", cwd=REPO_ROOT)
+    try:
+        wait_until(lambda: find_services(dagster_home)["daemon"], 120, what="the daemon")
+        handle = launch_all_groups(PARTITION, max_concurrent=2, groups=["france", "usa"], progress=False, timeout=600)
+        assert handle.mode == "queue"
+        assert handle.status == "SUCCESS", (tmp_path / "daemon.log").read_text()[-3000:]
+        with DagsterInstance.get() as instance:
+            kinds = [r.dagster_event.event_type for r in instance.all_logs(handle.run_id) if r.dagster_event]
+        # Queued by `dagster job launch`, then started by the daemon's run queue.
+        assert DagsterEventType.RUN_ENQUEUED in kinds, " ".join(sorted({k.value for k in kinds}))
+        assert kinds.index(DagsterEventType.RUN_ENQUEUED) < kinds.index(DagsterEventType.RUN_STARTING)
+        groups = {row["group"]: row["status"] for row in handle.group_table().to_dict(orient="records")}
+        assert groups == {"france": "mined", "usa": "skipped"}
+    finally:
+        stop_process(daemon)
