@@ -3,8 +3,9 @@
 The executor's ``preload_modules`` name this module (see :mod:`fpgrowth_dagster.definitions`).
 Importing it does, in the forkserver, the work every step process would otherwise repeat: import
 the code location and the modules a group step uses, resolve the ``Definitions`` into its
-repository and jobs (the asset graph of every group), and parse botocore's S3 and SQS models. Nothing here
-opens a socket or a file that a child could share: a forked step starts warm and safe.
+repository and jobs (the asset graph of every group), and parse botocore's S3 and SQS models.
+Nothing here opens a socket or a file that a child could share: a forked step starts warm and
+safe. Measured in benchmarks/RESULTS.md: 0.37 s of overhead per group instead of 0.54 s.
 """
 
 from __future__ import annotations

@@ -110,26 +110,30 @@ def get_bytes(client: Any, bucket: str, key: str) -> bytes:
     return client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def get_bytes_if_exists(client: Any, bucket: str, key: str) -> bytes | None:
-    """The whole object, or None when there is no such key (one request, not HEAD then GET)."""
+def _is_missing(exc: Exception) -> bool:
+    """A botocore ClientError saying there is no such key (404 on HEAD, NoSuchKey on GET)."""
     from botocore.exceptions import ClientError
 
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey",
+                                                                                            "NotFound")
+
+
+def get_bytes_if_exists(client: Any, bucket: str, key: str) -> bytes | None:
+    """The whole object, or None when there is no such key (one request, not HEAD then GET)."""
     try:
         return get_bytes(client, bucket, key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+    except Exception as exc:
+        if _is_missing(exc):
             return None
         raise
 
 
 def object_exists(client: Any, bucket: str, key: str) -> bool:
-    from botocore.exceptions import ClientError
-
     try:
         client.head_object(Bucket=bucket, Key=key)
         return True
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+    except Exception as exc:
+        if _is_missing(exc):
             return False
         raise
 
