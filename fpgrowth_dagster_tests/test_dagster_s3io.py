@@ -166,7 +166,8 @@ def test_sqs_and_s3_resources_share_one_cache_per_service(aws_env: str):
     assert SQSResource().get_client() is sqs and SharedS3Resource().get_client() is s3
     assert sqs.meta.service_model.service_name == "sqs" and s3.meta.service_model.service_name == "s3"
     assert clients_created() <= before + 2
-    assert sqs.list_queues().get("QueueUrls", []) is not None  # it talks to the moto server
+    url = sqs.create_queue(QueueName="client-cache-probe")["QueueUrl"]  # it talks to the moto server
+    assert url in sqs.list_queues(QueueNamePrefix="client-cache-probe")["QueueUrls"]
 
 
 def test_preload_warms_a_forkserver_without_opening_anything(tmp_path):

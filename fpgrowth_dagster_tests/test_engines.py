@@ -161,7 +161,7 @@ def test_bounded_count_is_exact_within_the_limit_on_real_data(data_dir, dataset,
 
 
 def test_exploding_group_is_refused_without_counting_every_length(data_dir) -> None:
-    """Online Retail's UK at an absolute support of 20: all lengths take over a minute to count; 2 and 4 suffice."""
+    """Online Retail's UK at an absolute support of 20: all lengths take 9.5 s to count; up to length 4 suffices."""
     import pandas as pd
 
     frame = pd.read_csv(data_dir / "online_retail" / "online_retail_2010-12_to_2011-05.csv.gz", dtype=str)
