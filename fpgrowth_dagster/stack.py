@@ -65,7 +65,7 @@ def child_env(updates: Mapping[str, str], *, base: Mapping[str, str] | None = No
     return env
 
 
-def _reset_signals() -> None:
+def reset_signals() -> None:
     """Runs in the child before exec: default SIGINT/SIGTERM, whatever the parent ignored."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -86,7 +86,7 @@ def start_process(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_reset_signals,
+            preexec_fn=reset_signals,
         )
     except BaseException:
         log.close()

@@ -26,6 +26,7 @@ from fpgrowth_dagster.stack import (
     graphql,
     log_tail,
     prepare_dagster_home,
+    reset_signals,
     start_dagster_dev,
     stop_process,
 )
@@ -283,7 +284,7 @@ def test_make_dev_serves_the_ui_and_stops_everything_on_ctrl_c(tmp_path: Path) -
     home = tmp_path / "dev_home"
     proc = subprocess.Popen([sys.executable, "-m", "fpgrowth_dagster.demo", "--dev", "--dagster-home", str(home)],
                             env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=reset_signals)  # Ctrl-C works, as in a terminal
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 300

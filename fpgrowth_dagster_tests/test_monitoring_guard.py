@@ -21,6 +21,7 @@ from fpgrowth_dagster.monitoring.guard import (
     memory_budget_bytes,
 )
 from fpgrowth_dagster.monitoring.measure import current_rss
+from fpgrowth_dagster.stack import reset_signals
 from fpgrowth_dagster_tests.monitoring_support import wait_for_ready
 
 MIB = 2**20
@@ -105,6 +106,7 @@ def _run_child(scenario: str, out: Path, *extra: str, **env: str) -> dict:
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=reset_signals,  # SIGINT at its default, as in a terminal, even when pytest runs with it ignored
     )
     try:
         wait_for_ready(out, proc)

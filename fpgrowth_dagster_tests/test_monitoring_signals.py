@@ -15,6 +15,7 @@ import pytest
 
 from fpgrowth_dagster.monitoring.diagnostics import append_record, diagnostics_path, read_records
 from fpgrowth_dagster.monitoring.signals import native_available
+from fpgrowth_dagster.stack import reset_signals
 from fpgrowth_dagster_tests.monitoring_support import wait_for_ready
 
 CHILD = [sys.executable, "-m", "fpgrowth_dagster_tests.monitoring_support"]
@@ -22,7 +23,8 @@ CHILD = [sys.executable, "-m", "fpgrowth_dagster_tests.monitoring_support"]
 
 def _start(scenario: str, out: Path, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [*CHILD, scenario, str(out)], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*CHILD, scenario, str(out)], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=reset_signals,  # SIGINT at its default, as in a terminal, even when pytest runs with it ignored
     )
 
 
