@@ -44,6 +44,12 @@ class RunSummary:
         return sum(1 for line in self.groups.values() if line.status == status)
 
 
+def reason_kind(reason: str) -> str:
+    """A reason without its leading count, so that groups skipped for the same cause share a summary line."""
+    without_count = re.sub(r"^\d+ ", "", reason)
+    return re.sub(r"^transaction\b", "transactions", without_count)  # "1 transaction < ..." as "4 transactions < ..."
+
+
 def _value(metadata: dict[str, Any], key: str) -> Any:
     entry = metadata.get(key)
     return getattr(entry, "value", entry)
@@ -121,11 +127,10 @@ def format_run_summary(summary: RunSummary, seconds: float, top: int = 5) -> str
                  f"{summary.count('failed')} failed" + (f", {summary.count('not run')} not run"
                                                          if summary.count("not run") else ""))
     for status in ("failed", "not run", "skipped"):
-        # Groups with the same reason up to its leading count ("4 transactions < min_transactions 20") share a line.
         by_reason: dict[str, list[str]] = {}
         for g in summary.groups.values():
             if g.status == status and g.reason:
-                by_reason.setdefault(re.sub(r"^\d+ ", "", g.reason), []).append(g.group)
+                by_reason.setdefault(reason_kind(g.reason), []).append(g.group)
         for reason, names in by_reason.items():
             lines.extend(textwrap.wrap(f"{status} ({reason}): {', '.join(names)}", width=110, initial_indent="  ",
                                        subsequent_indent="    ", break_on_hyphens=False))
